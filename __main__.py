@@ -1,0 +1,45 @@
+"""webstack: PostgreSQL, a backend API and a static frontend behind an nginx edge, on Docker.
+
+Reads like a table of contents: load settings (all validation happens here, before any resource exists),
+declare the components, export what operators need.
+"""
+
+from pathlib import Path
+
+import pulumi
+
+from components.backend import Backend, BackendArgs, generation
+from components.certificates import Certificates
+from components.database import Database, DatabaseArgs
+from components.edge import Edge, EdgeArgs
+from components.images import Images
+from components.networks import Networks
+from components.remote_host import RemoteHost
+from components.settings_loader import settings_from_pulumi
+from components.socket_volume import SocketVolume
+from components.web import Web, WebArgs
+from components.web import generation as web_generation
+
+settings = settings_from_pulumi(Path(__file__).resolve().parent)
+
+host = RemoteHost("host", settings)
+on_target = pulumi.ResourceOptions(providers={"docker": host.provider})
+
+images = Images("images", settings, on_target)
+networks = Networks("networks", settings, on_target)
+socket = SocketVolume("pgsocket", settings, on_target)
+certificates = Certificates("certificates", settings)
+
+database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
+edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
+backend = Backend(f"backend-{generation(settings)}",
+                  BackendArgs(settings, images.backend, networks.data, networks.app, socket),
+                  pulumi.ResourceOptions.merge(on_target, pulumi.ResourceOptions(depends_on=[database])))
+web = Web(f"web-{web_generation(settings)}", WebArgs(settings, images.web, networks.app), on_target)
+edge.route_to(backend, web, certificates)
+
+pulumi.export("url", settings.url)
+pulumi.export("release", settings.release)
+pulumi.export("containers", {"database": database.container.name, "edge": edge.container.name,
+                             "backend": backend.names, "web": web.container_name})
+pulumi.export("dataVolume", database.data_volume.name)

@@ -1,0 +1,66 @@
+"""One generation of the backend API: the containers of one release and one configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from . import contract, rendering
+from .hardening import hardened, healthcheck
+from .settings import Settings
+from .socket_volume import SocketVolume
+
+
+@dataclass(frozen=True)
+class BackendArgs:
+    settings: Settings
+    image: docker.Image
+    data_network: docker.Network
+    app_network: docker.Network
+    socket: SocketVolume
+
+
+def generation(settings: Settings) -> str:
+    """`<release>-<digest of the container spec>`: any change to what shapes the containers is a new generation.
+
+    pulumi-docker replaces a container delete-first, which would drop requests. A new generation is a new
+    Pulumi resource instead: it is created (and healthy) before the edge switches to it, and the old one is
+    deleted only at the end of a successful update.
+    """
+    spec = (settings.backend.model_dump(), settings.database.name, settings.database.user)
+    return f"{settings.release}-{rendering.digest(spec)}"
+
+
+class Backend(pulumi.ComponentResource):
+    """`replicas` API containers: uid 1001, read-only, no capabilities, no published port, the socket mounted."""
+
+    containers: list[docker.Container]
+    names: list[str]
+
+    def __init__(self, name: str, args: BackendArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("webstack:components:Backend", name, None, opts)
+        settings, backend = args.settings, args.settings.backend
+        gen = generation(settings)
+        envs = [f"PORT={backend.port}", f"PGHOST={contract.SOCKET_DIR}", f"PGDATABASE={settings.database.name}",
+                f"PGUSER={settings.database.user}"] + [f"{k}={v}" for k, v in sorted(backend.env.items())]
+        self.names = [f"{settings.name_prefix}-backend-{gen}-{i}" for i in range(1, backend.replicas + 1)]
+        self.containers = [
+            docker.Container(
+                f"{name}-{i}", name=container_name, image=args.image.image_name, envs=envs,
+                group_adds=[str(contract.DBSOCK_GID)],   # the socket directory's group: grants the connection
+                mounts=[args.socket.mount("Backend")],
+                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.data_network.name),
+                                   docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
+                healthcheck=healthcheck(["python3", "-c", probe(backend.port, backend.healthPath)]),
+                **hardened(settings, "backend", user=f"{contract.BACKEND_UID}:{contract.BACKEND_UID}",
+                           memory_mb=backend.memoryMb, release=settings.release),
+                opts=pulumi.ResourceOptions(parent=self))
+            for i, container_name in enumerate(self.names, start=1)]
+        self.register_outputs({"generation": gen, "containerNames": self.names})
+
+
+def probe(port: int, path: str) -> str:
+    """A health probe in the image's own Python: no curl in the backend image."""
+    return f"import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=2)"

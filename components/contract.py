@@ -1,0 +1,22 @@
+"""Facts shared by the program and the images in containers/.
+
+The Dockerfiles hard-code the same numbers (they cannot import Python); tests/live/test_images.py checks that
+the built images agree with this module, so a change here that the images miss fails a test.
+"""
+
+BACKEND_UID = 1001          # the backend's OS user; PostgreSQL maps it to the database role by peer auth
+BACKEND_OS_USER = "backend"  # its name in /etc/passwd of both the backend and the database image
+DBSOCK_GID = 1500           # group owning the socket directory; postgres and the backend are members
+POSTGRES_UID = 999
+NGINX_UID = 101             # edge and web run nginx as this unprivileged user
+
+SOCKET_DIR = "/var/run/postgresql"
+PGDATA = "/var/lib/postgresql/data"
+POSTGRES_CONF_DIR = "/etc/postgresql/webstack"
+
+WEB_PORT = 8080             # unprivileged ports inside; the edge publishes the user's ports outside
+EDGE_HTTP_PORT = 8080
+EDGE_HTTPS_PORT = 8443
+EDGE_CONFIG_DIR = "/etc/webstack/edge"   # a volume: survives edge restarts, rewritten on each switch
+EDGE_HEALTH_PATH = "/__edge/health"
+EDGE_APPLY_COMMAND = "/usr/local/bin/webstack-edge-apply"

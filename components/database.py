@@ -1,0 +1,58 @@
+"""PostgreSQL: reachable only through the Unix socket on the socket volume, with peer authentication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from . import contract
+from .hardening import hardened, healthcheck
+from .settings import Settings
+from .socket_volume import SocketVolume
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    settings: Settings
+    image: docker.Image
+    network: docker.Network
+    socket: SocketVolume
+
+
+class Database(pulumi.ComponentResource):
+    """The data volume (protected and retained: it outlives every replacement and even `pulumi destroy`) and
+    the PostgreSQL container: no published port, no TCP listener (`listen_addresses = ''`), peer auth only.
+
+    pg_hba/pg_ident/postgresql.conf are rendered by components.rendering and baked into the image as build
+    arguments, so the running container has nothing to write outside its volumes.
+    """
+
+    data_volume: docker.Volume
+    container: docker.Container
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("webstack:components:Database", name, None, opts)
+        settings = args.settings
+        self.data_volume = docker.Volume(
+            f"{name}-data", name=f"{settings.name_prefix}-pgdata",
+            labels=[docker.VolumeLabelArgs(label="webstack.stack", value=settings.stack)],
+            # Replacing or deleting this volume would lose the data: both are refused/skipped.
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True))
+        self.container = docker.Container(
+            f"{name}-postgres",
+            name=f"{settings.name_prefix}-db",
+            image=args.image.image_name,
+            envs=[f"WEBSTACK_DB_NAME={settings.database.name}", f"WEBSTACK_DB_USER={settings.database.user}"],
+            mounts=[docker.ContainerMountArgs(type="volume", source=self.data_volume.name, target=contract.PGDATA),
+                    args.socket.mount("Database")],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network.name, aliases=["db"])],
+            healthcheck=healthcheck(["pg_isready", "-q", "-h", contract.SOCKET_DIR], start_period="30s"),
+            # SIGINT is PostgreSQL's fast shutdown: clean (checkpointed) without waiting for clients to leave.
+            stop_signal="SIGINT",
+            **{**hardened(settings, "database", user=f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
+                          memory_mb=settings.database.memoryMb),
+               "destroy_grace_seconds": 60},
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"containerName": self.container.name, "dataVolume": self.data_volume.name})

@@ -1,0 +1,83 @@
+"""The long-lived nginx edge: owns the published ports and is switched between releases by reload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from . import contract, rendering
+from .backend import Backend
+from .certificates import Certificates
+from .hardening import hardened, healthcheck
+from .remote_host import Command, RemoteHost
+from .settings import Settings
+from .web import Web
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    settings: Settings
+    image: docker.Image
+    app_network: docker.Network
+    public_network: docker.Network
+    host: RemoteHost
+
+
+class Edge(pulumi.ComponentResource):
+    """The edge container never changes with a release. `route_to` writes the release's nginx site (and
+    certificates) into the edge's config volume and reloads nginx, after the release's containers are healthy;
+    `nginx -t` runs first inside the edge, so a bad configuration fails the update and the old one keeps serving.
+    """
+
+    config_volume: docker.Volume
+    container: docker.Container
+    switch: Command | None = None
+
+    def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("webstack:components:Edge", name, None, opts)
+        self._args = args
+        settings = args.settings
+        self.config_volume = docker.Volume(
+            f"{name}-config", name=f"{settings.name_prefix}-edge-config",
+            labels=[docker.VolumeLabelArgs(label="webstack.stack", value=settings.stack)],
+            opts=pulumi.ResourceOptions(parent=self))
+        # CIS 5.8 waiver: the edge may publish ports below 1024 (80/443 in prod); inside it binds 8080/8443 as
+        # uid 101, so it needs no capability for that.
+        ports = [docker.ContainerPortArgs(internal=contract.EDGE_HTTP_PORT, external=settings.httpPort,
+                                          ip=settings.publishAddress)]
+        if settings.tls_enabled:
+            ports.append(docker.ContainerPortArgs(internal=contract.EDGE_HTTPS_PORT, external=settings.httpsPort,
+                                                  ip=settings.publishAddress))
+        self.container = docker.Container(
+            f"{name}-nginx", name=f"{settings.name_prefix}-edge", image=args.image.image_name, ports=ports,
+            mounts=[docker.ContainerMountArgs(type="volume", source=self.config_volume.name,
+                                              target=contract.EDGE_CONFIG_DIR)],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.public_network.name),
+                               docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
+            healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null",
+                                     f"http://127.0.0.1:{contract.EDGE_HTTP_PORT}{contract.EDGE_HEALTH_PATH}"]),
+            **hardened(settings, "edge", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=128),
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"containerName": self.container.name})
+
+    def route_to(self, backend: Backend, web: Web, certificates: Certificates) -> Command:
+        """Point the edge at this release; runs only once the release's containers are created and healthy."""
+        settings = self._args.settings
+        site = rendering.render_edge_site(settings, backend.names, [web.container_name])
+        if certificates.present:
+            bundle = pulumi.Output.secret(pulumi.Output.all(certificates.certificate_pem, certificates.private_key_pem)
+                                          .apply(lambda pems: rendering.edge_bundle(
+                                              {"site.conf": site, "tls/fullchain.pem": pems[0],
+                                               "tls/privkey.pem": pems[1]})))
+        else:
+            bundle = pulumi.Output.from_input(rendering.edge_bundle({"site.conf": site}))
+        self.switch = self._args.host.run(
+            f"{self._name}-switch",
+            create=f"exec -i {settings.name_prefix}-edge {contract.EDGE_APPLY_COMMAND}",
+            stdin=bundle,
+            # A replaced edge container starts from its volume; re-apply anyway so it always has this release.
+            triggers=[self.container.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*backend.containers, web.container, self.container]))
+        return self.switch

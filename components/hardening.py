@@ -1,0 +1,51 @@
+"""The hardened defaults every webstack container gets (CIS Docker Benchmark section 5).
+
+One function so that no component can forget one: non-root user, read-only root filesystem, every capability
+dropped, no-new-privileges, memory and CPU limits, log rotation, a restart policy and labels.
+"""
+
+from __future__ import annotations
+
+import pulumi_docker as docker
+
+from .settings import Settings
+
+LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+# `unless-stopped` restarts after a daemon or host restart, `on-failure` does not; CIS 5.15 accepts both.
+RESTART = "unless-stopped"
+CPU_SHARES = 512   # CIS 5.12: a CPU priority below the default 1024 for every container
+
+
+def labels(settings: Settings, role: str, release: str | None = None) -> list[docker.ContainerLabelArgs]:
+    values = {"webstack.stack": settings.stack, "webstack.role": role}
+    if release:
+        values["webstack.release"] = release
+    return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(values.items())]
+
+
+def healthcheck(command: list[str], start_period: str = "10s") -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(tests=["CMD", *command], interval="2s", timeout="3s",
+                                           start_period=start_period, retries=5)
+
+
+def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, release: str | None = None,
+             tmpfs: dict[str, str] | None = None) -> dict:
+    """Keyword arguments for docker.Container shared by every container webstack runs."""
+    return dict(
+        user=user,
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m", **(tmpfs or {})},
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        security_opts=["no-new-privileges:true"],
+        memory=memory_mb,
+        memory_swap=memory_mb,   # equal to memory: no swap, so the limit is a real limit
+        cpu_shares=CPU_SHARES,
+        restart=RESTART,
+        log_driver="json-file",
+        log_opts=LOG_OPTS,
+        labels=labels(settings, role, release),
+        must_run=True,
+        wait=True,
+        wait_timeout=120,
+        destroy_grace_seconds=30,
+    )

@@ -1,0 +1,93 @@
+"""Checks on user-provided TLS material, run while settings load (before any resource is declared)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+
+class PemError(ValueError):
+    """A certificate or key that cannot be used; the message says why in user terms."""
+
+
+def load_certificate_chain(pem: str) -> list[x509.Certificate]:
+    try:
+        chain = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError as exc:
+        raise PemError("is not a PEM certificate (expected '-----BEGIN CERTIFICATE-----' blocks)") from exc
+    if not chain:
+        raise PemError("holds no certificate")
+    return chain
+
+
+def load_private_key(pem: str):
+    try:
+        return serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise PemError("is not an unencrypted PEM private key (expected '-----BEGIN PRIVATE KEY-----')") from exc
+
+
+def check_not_expired(cert: x509.Certificate, now: dt.datetime | None = None) -> None:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if cert.not_valid_after_utc <= now:
+        raise PemError(f"expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    if cert.not_valid_before_utc > now:
+        raise PemError(f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
+
+
+def check_key_matches(cert: x509.Certificate, key) -> None:
+    def public_der(public_key) -> bytes:
+        return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    if public_der(cert.public_key()) != public_der(key.public_key()):
+        raise PemError("does not match the certificate's public key")
+
+
+def names_covered(cert: x509.Certificate) -> list[str]:
+    """DNS names and IPs the certificate is valid for (SAN; the CN only when there is no SAN, as browsers did)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return san.get_values_for_type(x509.DNSName) + [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        return [attr.value for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
+
+def covers(name: str, patterns: list[str]) -> bool:
+    name = name.lower().rstrip(".")
+    for pattern in (p.lower().rstrip(".") for p in patterns):
+        if pattern == name:
+            return True
+        # A wildcard covers exactly one label: *.example.com covers www.example.com, not example.com.
+        if pattern.startswith("*.") and "." in name and name.split(".", 1)[1] == pattern[2:]:
+            try:
+                ipaddress.ip_address(name)
+            except ValueError:
+                return True
+    return False
+
+
+def check_certificate(cert_pem: str, key_pem: str, domain: str) -> list[tuple[str, str]]:
+    """Return (field, problem) pairs for a provided certificate/key; empty when both are usable for domain."""
+    problems: list[tuple[str, str]] = []
+    cert = key = None
+    try:
+        cert = load_certificate_chain(cert_pem)[0]
+        check_not_expired(cert)
+        if not covers(domain, names_covered(cert)):
+            raise PemError(f"does not cover the domain '{domain}' (it covers: {', '.join(names_covered(cert)) or 'nothing'})")
+    except PemError as exc:
+        problems.append(("certificate", str(exc)))
+    try:
+        key = load_private_key(key_pem)
+    except PemError as exc:
+        problems.append(("privateKey", str(exc)))
+    if cert is not None and key is not None:
+        try:
+            check_key_matches(cert, key)
+        except PemError as exc:
+            problems.append(("privateKey", str(exc)))
+    return problems

@@ -1,0 +1,137 @@
+"""Pure functions that render templates/ into the text of configuration files and scripts.
+
+Everything goes through `render`, whose StrictUndefined turns a missing variable into an error instead of an
+empty string. No function here reads configuration or touches a resource: they take settings, return text.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+from typing import Mapping
+
+import jinja2
+
+from . import contract
+from .settings import Database, Settings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,   # these are config files and shell scripts, not HTML
+)
+
+# Mozilla intermediate (guidelines 6.0) cipher list for TLS 1.2; TLS 1.3 suites are not configurable in nginx.
+MOZILLA_INTERMEDIATE_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+])
+
+# OWASP Secure Headers project (ci/headers_add.json). HSTS is added only when TLS is on.
+PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
+    "accelerometer", "autoplay", "camera", "cross-origin-isolated", "display-capture", "encrypted-media",
+    "fullscreen", "geolocation", "gyroscope", "keyboard-map", "magnetometer", "microphone", "midi", "payment",
+    "picture-in-picture", "publickey-credentials-get", "screen-wake-lock", "usb", "web-share",
+    "xr-spatial-tracking", "clipboard-read", "clipboard-write", "gamepad", "hid", "idle-detection",
+    "interest-cohort", "serial", "unload")) + ", sync-xhr=(self)"
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+def security_headers(tls: bool) -> dict[str, str]:
+    """The headers the edge adds to every response. `upgrade-insecure-requests` would break plain-HTTP stacks."""
+    csp = "default-src 'self'; form-action 'self'; base-uri 'self'; object-src 'none'; frame-ancestors 'none'"
+    headers = {
+        "Content-Security-Policy": csp + ("; upgrade-insecure-requests" if tls else ""),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "deny",
+        "Referrer-Policy": "no-referrer",
+        "Permissions-Policy": PERMISSIONS_POLICY,
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Embedder-Policy": "require-corp",
+        "Cross-Origin-Resource-Policy": "same-origin",
+        "X-Permitted-Cross-Domain-Policies": "none",
+        "X-DNS-Prefetch-Control": "off",
+    }
+    if tls:
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+def render(template: str, **context: object) -> str:
+    return _environment.get_template(template).render(**context)
+
+
+def render_postgresql_conf(database: Database) -> str:
+    return render("db/postgresql.conf.j2", socket_dir=contract.SOCKET_DIR, conf_dir=contract.POSTGRES_CONF_DIR,
+                  dbsock_gid=contract.DBSOCK_GID, max_connections=50,
+                  shared_buffers_mb=max(32, database.memoryMb // 4))
+
+
+def render_pg_hba(database: Database) -> str:
+    return render("db/pg_hba.conf.j2", db_name=database.name, db_user=database.user)
+
+
+def render_pg_ident(database: Database) -> str:
+    return render("db/pg_ident.conf.j2", os_user=contract.BACKEND_OS_USER, db_user=database.user)
+
+
+def database_build_args(database: Database) -> dict[str, str]:
+    """Build arguments of containers/db: the rendered files, base64 so that newlines survive `--build-arg`."""
+    files = {"PG_CONF_B64": render_postgresql_conf(database), "PG_HBA_B64": render_pg_hba(database),
+             "PG_IDENT_B64": render_pg_ident(database)}
+    return {name: base64.b64encode(text.encode()).decode() for name, text in files.items()}
+
+
+def render_edge_site(settings: Settings, backend_servers: list[str], web_servers: list[str]) -> str:
+    """The edge's nginx site for one release: upstreams are the release's container names."""
+    if not backend_servers or not web_servers:
+        raise ValueError("the edge needs at least one backend and one web server")
+    tls = settings.tls_enabled
+    return render(
+        "edge/site.conf.j2", stack=settings.stack, release=settings.release, domain=settings.domain,
+        tls=tls, headers=security_headers(tls), backend_servers=backend_servers, web_servers=web_servers,
+        backend_port=settings.backend.port, web_port=contract.WEB_PORT,
+        http_port=contract.EDGE_HTTP_PORT, https_port=contract.EDGE_HTTPS_PORT,
+        https_port_suffix="" if settings.httpsPort == 443 else f":{settings.httpsPort}",
+        tls_dir=f"{contract.EDGE_CONFIG_DIR}/live/tls", ssl_ciphers=MOZILLA_INTERMEDIATE_CIPHERS,
+        ocsp_stapling=settings.tls.ocspStapling, edge_health_path=contract.EDGE_HEALTH_PATH)
+
+
+def edge_bundle(files: Mapping[str, str]) -> str:
+    """A deterministic base64 tar of the edge's files, fed to EDGE_APPLY_COMMAND on stdin.
+
+    Deterministic (sorted, mtime 0) so that the same configuration gives the same stdin and Pulumi sees no diff.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            data = files[name].encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o640
+            tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def render_known_hosts(host: str, port: int, host_key: str) -> str:
+    """A known_hosts file holding exactly the pinned key, in the form ssh looks up for host:port."""
+    name = host if port == 22 else f"[{host}]:{port}"
+    return f"{name} {host_key}\n"
+
+
+def render_bootstrap(settings: Settings, min_docker_version: str) -> str:
+    return render("host/bootstrap.sh.j2", stack=settings.stack, deploy_user=settings.target.user,
+                  deploy_root=f"/srv/webstack/{settings.stack}", min_docker_version=min_docker_version)
+
+
+def digest(*parts: object, length: int = 8) -> str:
+    """A short stable digest: names a generation of containers after everything that shapes them."""
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:length]

@@ -1,0 +1,253 @@
+"""The validated, frozen settings of one stack: the only place that knows what configuration means.
+
+Field names are the camelCase keys users type (`pulumi config set --path webstack:backend.healthPath ...`), so
+that every error can name the exact key. Defaults here and in Pulumi.yaml's `config:` block must agree;
+tests/test_settings_defaults.py holds them to it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from . import pem
+
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
+RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")    # a valid image tag and container-name part
+SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
+ACME_LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+class FieldProblem(ValueError):
+    """A cross-field problem that belongs to one key: `path` is relative to the model that raises it."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(message)
+        self.path = path
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def is_hostname_or_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(HOSTNAME.match(value))
+
+
+class Target(Model):
+    kind: Literal["local", "ssh"] = "local"
+    host: Optional[str] = None
+    port: int = Field(22, ge=1, le=65535)
+    user: str = "deploy"
+    hostKey: Optional[str] = None
+    privateKey: Optional[SecretStr] = None
+    dockerHost: str = "unix:///var/run/docker.sock"
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not is_hostname_or_ip(v):
+            raise ValueError(f"'{v}' is not a valid hostname or IP address")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not UNIX_USER.match(v):
+            raise ValueError(f"'{v}' is not a valid Unix user name")
+        if v == "root":
+            raise ValueError("deploying as root is refused; create a 'deploy' user in the docker group")
+        return v
+
+    @field_validator("hostKey")
+    @classmethod
+    def _host_key(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        v = " ".join(v.split()[:2])   # drop a trailing comment, as in a known_hosts or .pub line
+        if not HOST_KEY.match(v):
+            raise ValueError("expected one public key line like 'ssh-ed25519 AAAAC3...' "
+                             "(get it out of band, or compare `ssh-keyscan -t ed25519 HOST`)")
+        return v
+
+    @field_validator("dockerHost")
+    @classmethod
+    def _docker_host(cls, v: str) -> str:
+        if not re.match(r"^(unix|tcp)://.+", v):
+            raise ValueError(f"'{v}' must start with unix:// or tcp:// (ssh targets use kind: ssh)")
+        return v
+
+    @model_validator(mode="after")
+    def _ssh_needs_host_and_key(self) -> "Target":
+        if self.kind == "ssh":
+            missing = [k for k in ("host", "hostKey") if getattr(self, k) is None]
+            if missing:
+                raise FieldProblem(missing[0], f"is required when target.kind is 'ssh' (missing: {', '.join(missing)})")
+        return self
+
+
+class Tls(Model):
+    mode: Literal["off", "self-signed", "provided", "acme"] = "off"
+    certificate: Optional[SecretStr] = None
+    privateKey: Optional[SecretStr] = None
+    acmeEmail: Optional[str] = None
+    acmeServer: str = ACME_LETS_ENCRYPT
+    ocspStapling: bool = False
+
+    @model_validator(mode="after")
+    def _fields_fit_mode(self) -> "Tls":
+        if self.mode == "provided":
+            missing = [k for k in ("certificate", "privateKey") if getattr(self, k) is None]
+            if missing:
+                raise FieldProblem(missing[0], f"is required when tls.mode is 'provided' (missing: {', '.join(missing)})")
+        elif self.certificate is not None or self.privateKey is not None:
+            raise FieldProblem("mode", f"is '{self.mode}', but certificate and privateKey are only used with 'provided'")
+        if self.mode == "acme":
+            raise FieldProblem("mode", "'acme' is not supported yet; use 'provided' with a certificate from your CA "
+                               "(or certbot), or 'self-signed'")
+        if self.acmeEmail is not None and "@" not in self.acmeEmail:
+            raise FieldProblem("acmeEmail", f"'{self.acmeEmail}' is not an e-mail address")
+        return self
+
+
+class Database(Model):
+    name: str = "appdb"
+    user: str = "app"
+    backupsToKeep: int = Field(7, ge=1, le=365)
+    memoryMb: int = Field(512, ge=128)
+
+    @field_validator("name", "user")
+    @classmethod
+    def _sql_name(cls, v: str) -> str:
+        if not SQL_NAME.match(v) or v == "postgres":
+            raise ValueError(f"'{v}' must be a lower-case SQL identifier other than 'postgres'")
+        return v
+
+
+class Build(Model):
+    context: str
+    dockerfile: str = "Dockerfile"
+
+
+class Backend(Build):
+    context: str = "containers/backend"
+    port: int = Field(8000, ge=1024, le=65535)
+    healthPath: str = "/readiness"
+    replicas: int = Field(1, ge=1, le=16)
+    memoryMb: int = Field(256, ge=64)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("healthPath")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not re.match(r"^/[A-Za-z0-9/_.-]*$", v):
+            raise ValueError(f"'{v}' must be a URL path starting with '/'")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not ENV_NAME.match(k)]
+        if bad:
+            raise ValueError(f"invalid variable name(s): {', '.join(bad)}")
+        return v
+
+
+class Frontend(Build):
+    context: str = "containers/web"
+
+
+class Settings(Model):
+    """Everything one stack needs, validated; built by settings_loader.load_settings."""
+
+    stack: str
+    projectDir: Path
+    release: str
+    domain: str = "localhost"
+    httpPort: int = Field(8080, ge=1, le=65535)
+    httpsPort: int = Field(8443, ge=1, le=65535)
+    publishAddress: str = "127.0.0.1"
+    baseImage: str = "debian:bookworm-slim"
+    target: Target = Target()
+    tls: Tls = Tls()
+    database: Database = Database()
+    backend: Backend = Backend()
+    frontend: Frontend = Frontend()
+
+    @field_validator("release")
+    @classmethod
+    def _release(cls, v: str) -> str:
+        if not RELEASE.match(v):
+            raise ValueError(f"'{v}' must be 1-40 characters of letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit (it becomes an image tag)")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        if not HOSTNAME.match(v):
+            raise ValueError(f"'{v}' is not a valid hostname")
+        return v.lower()
+
+    @field_validator("publishAddress")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"'{v}' is not an IP address (use 0.0.0.0 to publish on every interface)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Settings":
+        if self.httpPort == self.httpsPort:
+            raise FieldProblem("httpsPort", f"is {self.httpsPort}, the same as httpPort; the two must differ")
+        return self
+
+    @property
+    def name_prefix(self) -> str:
+        return f"webstack-{self.stack}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls.mode != "off"
+
+    @property
+    def url(self) -> str:
+        if self.tls_enabled:
+            return f"https://{self.domain}" + ("" if self.httpsPort == 443 else f":{self.httpsPort}")
+        return f"http://{self.domain}" + ("" if self.httpPort == 80 else f":{self.httpPort}")
+
+    def context_path(self, build: Build) -> Path:
+        return (self.projectDir / build.context).resolve()
+
+
+def check_build(settings: Settings, key: str) -> list[tuple[str, str]]:
+    """Problems with a build context: (key path, message)."""
+    build: Build = getattr(settings, key)
+    context = settings.context_path(build)
+    if not context.is_dir():
+        return [(f"{key}.context", f"directory '{context}' does not exist")]
+    if not (context / build.dockerfile).is_file():
+        return [(f"{key}.dockerfile", f"'{build.dockerfile}' not found in {context}")]
+    return []
+
+
+def check_provided_tls(settings: Settings) -> list[tuple[str, str]]:
+    tls = settings.tls
+    if tls.mode != "provided" or tls.certificate is None or tls.privateKey is None:
+        return []
+    problems = pem.check_certificate(tls.certificate.get_secret_value(), tls.privateKey.get_secret_value(),
+                                     settings.domain)
+    return [(f"tls.{field}", message) for field, message in problems]

@@ -1,0 +1,151 @@
+"""Turns the stack's Pulumi configuration into Settings, or into one ConfigError listing every problem.
+
+Runs before the first resource is declared, so bad input changes nothing. Each problem names the key path
+(`webstack:backend.replicas`), what is wrong and how to fix it. Secret values are never echoed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import pulumi
+from pydantic import ValidationError
+
+from .settings import FieldProblem, Settings, check_build, check_provided_tls
+
+NAMESPACE = "webstack"
+OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend")
+SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage")
+INTEGER_KEYS = ("httpPort", "httpsPort")
+SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey")}
+EXAMPLES = {"release": "v1", "httpPort": "8080", "httpsPort": "8443", "domain": "example.com",
+            "publishAddress": "127.0.0.1", "target.kind": "ssh", "target.host": "203.0.113.10",
+            "tls.mode": "self-signed", "backend.replicas": "2", "backend.port": "8000"}
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid configuration. RunError makes Pulumi print the message alone, without a traceback."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = [f"  {NAMESPACE}:{path}: {message}" for path, message in problems]
+        count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+        super().__init__(f"invalid webstack configuration ({count}):\n" + "\n".join(lines))
+
+
+def set_command(path: str, value: str = "<value>", secret: bool = False) -> str:
+    flags = (" --secret" if secret else "") + (" --path" if "." in path else "")
+    return f"pulumi config set{flags} {NAMESPACE}:{path} {value}"
+
+
+def is_secret_path(path: str) -> bool:
+    top, _, field = path.partition(".")
+    return field in SECRET_FIELDS.get(top, ())
+
+
+def with_fix(path: str, message: str, secret: bool = False) -> str:
+    if secret:
+        return f"{message}. Fix: cat FILE | {set_command(path, '', secret=True).rstrip()}"
+    return f"{message}. Fix: {set_command(path, EXAMPLES.get(path, '<value>'))}"
+
+
+def unknown_key(path: str, known: list[str]) -> tuple[str, str]:
+    leaf = path.rsplit(".", 1)[-1]
+    guess = difflib.get_close_matches(leaf, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{path[: len(path) - len(leaf)]}{guess[0]}'? " if guess else f"known keys: {', '.join(known)}. "
+    flag = " --path" if "." in path else ""
+    return path, f"unknown setting; {hint}Fix: pulumi config rm{flag} {NAMESPACE}:{path}"
+
+
+def parse_raw(key: str, raw: Any) -> tuple[Any, str | None]:
+    """Config arrives as strings (objects as JSON); return (value, problem)."""
+    if key in OBJECT_KEYS:
+        value = json.loads(raw) if isinstance(raw, str) and raw.strip().startswith("{") else raw
+        if not isinstance(value, dict):
+            return None, (f"must be an object, got {raw!r}. Fix: set its fields with --path, "
+                          f"e.g. pulumi config set --path {NAMESPACE}:{key}.<field> <value>")
+        return value, None
+    if key in INTEGER_KEYS:
+        try:
+            return int(raw), None
+        except (TypeError, ValueError):
+            return None, with_fix(key, f"must be an integer, got {raw!r}")
+    return raw, None
+
+
+def describe(error: dict) -> tuple[str, str]:
+    path = ".".join(str(part) for part in error["loc"])
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, FieldProblem):
+        path = f"{path}.{cause.path}" if path else cause.path
+        return path, with_fix(path, str(cause), secret=is_secret_path(path))
+    secret = is_secret_path(path)
+    if error["type"] == "extra_forbidden":
+        return unknown_key(path, known_fields(path))
+    if error["type"] == "missing":
+        return path, with_fix(path, "is required")
+    message = error["msg"].removeprefix("Value error, ")
+    if not secret and error["type"] != "value_error" and not isinstance(error.get("input"), dict):
+        message += f", got {error.get('input')!r}"
+    return path, with_fix(path, message, secret)
+
+
+def known_fields(path: str) -> list[str]:
+    model: Any = Settings
+    for part in path.split(".")[:-1]:
+        model = model.model_fields[part].annotation
+    return [name for name in model.model_fields if name not in ("stack", "projectDir")]
+
+
+def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, project_dir: Path) -> Settings:
+    """values: the webstack namespace's config, key without namespace -> raw value as Pulumi passes it."""
+    problems: list[tuple[str, str]] = []
+    data: dict[str, Any] = {}
+    for key, raw in sorted(values.items()):
+        if key not in OBJECT_KEYS + SCALAR_KEYS:
+            problems.append(unknown_key(key, list(OBJECT_KEYS + SCALAR_KEYS)))
+            continue
+        try:
+            value, problem = parse_raw(key, raw)
+        except json.JSONDecodeError as exc:
+            value, problem = None, f"is not valid JSON ({exc.msg})"
+        if problem:
+            problems.append((key, problem))
+        else:
+            data[key] = value
+    for top, fields in SECRET_FIELDS.items():
+        for field in fields:
+            if isinstance(data.get(top), dict) and data[top].get(field) is not None and top not in secret_keys:
+                problems.append((f"{top}.{field}", "is stored in plain text; it must be a secret. Fix: "
+                                 f"pulumi config rm {NAMESPACE}:{top} and set it again with "
+                                 f"`cat FILE | {set_command(f'{top}.{field}', '', secret=True).rstrip()}`"))
+    if problems:
+        raise ConfigError(problems)
+    try:
+        settings = Settings(stack=stack, projectDir=project_dir, **data)
+    except ValidationError as exc:
+        raise ConfigError([describe(e) for e in exc.errors(include_url=False)]) from None
+    problems = check_build(settings, "backend") + check_build(settings, "frontend") + check_provided_tls(settings)
+    if problems:
+        raise ConfigError([(path, with_fix(path, message, is_secret_path(path))) for path, message in problems])
+    return settings
+
+
+def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
+    """The raw webstack:* values and which of them are secret, as the language host passed them."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    secret = set(runtime_config.get_config_secret_keys_env())
+    prefix = f"{NAMESPACE}:"
+    values = {k[len(prefix):]: runtime_config.get_config(k) for k in keys if k.startswith(prefix)}
+    secrets = {k[len(prefix):] for k in keys if k.startswith(prefix) and (runtime_config.is_config_secret(k) or k in secret)}
+    return values, secrets
+
+
+def settings_from_pulumi(project_dir: Path) -> Settings:
+    values, secrets = read_pulumi_config()
+    return load_settings(values, secrets, pulumi.get_stack(), project_dir)

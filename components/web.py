@@ -1,0 +1,45 @@
+"""One generation of the static frontend, released the same way as the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from . import contract, rendering
+from .hardening import hardened, healthcheck
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class WebArgs:
+    settings: Settings
+    image: docker.Image
+    app_network: docker.Network
+
+
+def generation(settings: Settings) -> str:
+    """`<release>-<digest>`: a new release or frontend setting is a new resource, as for the backend."""
+    return f"{settings.release}-{rendering.digest(settings.frontend.model_dump())}"
+
+
+class Web(pulumi.ComponentResource):
+    """nginx serving the built assets as uid 101 on an unprivileged port; reachable only from the edge."""
+
+    container: docker.Container
+    container_name: str
+
+    def __init__(self, name: str, args: WebArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("webstack:components:Web", name, None, opts)
+        settings = args.settings
+        gen = generation(settings)
+        self.container_name = f"{settings.name_prefix}-web-{gen}"
+        self.container = docker.Container(
+            f"{name}-nginx", name=self.container_name, image=args.image.image_name,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
+            healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{contract.WEB_PORT}/healthz"]),
+            **hardened(settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,
+                       release=settings.release),
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"generation": gen, "containerName": self.container_name})
