@@ -21,7 +21,7 @@ OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend")
 SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage")
 INTEGER_KEYS = ("httpPort", "httpsPort")
 SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey")}
-EXAMPLES = {"release": "v1", "httpPort": "8080", "httpsPort": "8443", "domain": "example.com",
+EXAMPLES = {"release": "v1", "target.hostKey": "\"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"", "httpPort": "8080", "httpsPort": "8443", "domain": "example.com",
             "publishAddress": "127.0.0.1", "target.kind": "ssh", "target.host": "203.0.113.10",
             "tls.mode": "self-signed", "backend.replicas": "2", "backend.port": "8000"}
 
@@ -111,7 +111,8 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
         try:
             value, problem = parse_raw(key, raw)
         except json.JSONDecodeError as exc:
-            value, problem = None, f"is not valid JSON ({exc.msg})"
+            value, problem = None, (f"is not valid JSON ({exc.msg}). Fix: set it field by field, "
+                                    f"e.g. pulumi config set --path {NAMESPACE}:{key}.<field> <value>")
         if problem:
             problems.append((key, problem))
         else:

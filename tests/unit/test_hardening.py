@@ -1,0 +1,56 @@
+"""Every container the program declares carries the CIS section-5 defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+ROLES = ["database", "backend", "web", "edge"]
+
+
+def containers(run, role):
+    regs = run.containers()[role]
+    assert regs
+    return [r.inputs for r in regs]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_runs_as_a_non_root_user(prod, role):
+    for c in containers(prod, role):
+        assert c["user"].split(":")[0] not in ("", "0", "root")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_root_filesystem_is_read_only_with_a_tmpfs(prod, role):
+    for c in containers(prod, role):
+        assert c["readOnly"] is True and "/tmp" in c["tmpfs"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_drops_every_capability_and_gains_none(prod, role):
+    for c in containers(prod, role):
+        assert c["capabilities"]["drops"] == ["ALL"] and not c["capabilities"].get("adds")
+        assert "no-new-privileges:true" in c["securityOpts"]
+        assert not c.get("privileged")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_has_memory_cpu_restart_and_log_limits(prod, role):
+    for c in containers(prod, role):
+        assert c["memory"] > 0 and c["memorySwap"] == c["memory"] and c["cpuShares"] > 0
+        assert c["restart"] == "unless-stopped"
+        assert c["logDriver"] == "json-file" and c["logOpts"] == {"max-size": "10m", "max-file": "3"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_is_health_checked_and_awaited(prod, role):
+    for c in containers(prod, role):
+        assert c["healthcheck"]["tests"][0] == "CMD" and c["wait"] is True and c["waitTimeout"] > 0
+        assert c["destroyGraceSeconds"] >= 30
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_shares_no_host_namespace(prod, role):
+    for c in containers(prod, role):
+        assert c.get("networkMode") in (None, "bridge") and c["networksAdvanced"]
+        assert not {"pidMode", "ipcMode", "usernsMode"} & set(c)
+        assert "docker.sock" not in str(c.get("mounts", ""))

@@ -1,0 +1,260 @@
+"""The graph the real program declares for the dev and prod stacks, under Pulumi's mocks."""
+
+from __future__ import annotations
+
+import base64
+import io
+import tarfile
+
+import pytest
+
+from components import contract
+from tests.program import ProgramRun, is_secret
+
+CONTAINER = "docker:index/container:Container"
+COMPONENTS = ["Database", "Backend", "Web", "Edge", "SocketVolume", "Networks", "Images", "RemoteHost",
+              "Certificates"]
+
+
+def component_types(run: ProgramRun) -> set[str]:
+    return {r.type.rsplit(":", 1)[1] for r in run.resources if r.type.startswith("webstack:components:")}
+
+
+def only(run: ProgramRun, role: str):
+    containers = run.containers()[role]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def mount_sources(container) -> list[str]:
+    return [m["source"] for m in container.inputs.get("mounts", [])]
+
+
+def switch_bundle(run: ProgramRun) -> dict[str, str]:
+    switch = next(r for r in run.resources if r.name == "edge-switch")
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(switch.inputs["stdin"]))) as tar:
+        return {m.name: tar.extractfile(m).read().decode() for m in tar.getmembers()}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_each_stack_declares_every_component(stack, request):
+    run = request.getfixturevalue(stack)
+    assert set(COMPONENTS) <= component_types(run)
+    assert {"backend", "web", "edge", "database"} <= set(run.containers())
+    assert len(run.of_type("docker:index/image:Image")) == 4
+    assert len(run.of_type("docker:index/network:Network")) == 3
+
+
+def test_prod_prepares_the_remote_host_over_ssh(prod):
+    names = {r.name for r in prod.of_type("command:remote:Command")}
+    assert {"host-preflight", "host-bootstrap", "edge-switch"} <= names
+    assert not prod.of_type("command:local:Command")
+
+
+def test_dev_runs_its_commands_on_the_local_engine(dev):
+    assert {r.name for r in dev.of_type("command:local:Command")} == {"edge-switch"}
+    assert not dev.of_type("command:remote:Command")
+
+
+def test_database_volume_is_protected_and_retained(dev):
+    volume = dev.named("database-data")
+    assert volume.protect and volume.retain_on_delete
+
+
+def test_no_other_volume_is_protected(dev):
+    assert [r.name for r in dev.resources if r.protect] == ["database-data"]
+
+
+def test_database_publishes_no_port(dev):
+    assert not only(dev, "database").inputs.get("ports")
+
+
+def test_only_the_edge_publishes_ports(prod):
+    publishing = {role for role, regs in prod.containers().items() for r in regs if r.inputs.get("ports")}
+    assert publishing == {"edge"}
+
+
+def test_ports_are_published_on_the_configured_address(dev, prod):
+    assert {p["ip"] for p in only(dev, "edge").inputs["ports"]} == {"127.0.0.1"}
+    assert {(p["internal"], p["external"]) for p in only(prod, "edge").inputs["ports"]} == {(8080, 80), (8443, 443)}
+
+
+def test_https_is_published_only_when_tls_is_on(plain_http):
+    assert [p["internal"] for p in only(plain_http, "edge").inputs["ports"]] == [contract.EDGE_HTTP_PORT]
+
+
+def test_database_and_backend_share_the_socket_volume(dev):
+    socket = dev.named("pgsocket-volume").inputs["name"]
+    assert socket in mount_sources(only(dev, "database"))
+    assert all(socket in mount_sources(b) for b in dev.containers()["backend"])
+    assert all(m["target"] == contract.SOCKET_DIR for m in only(dev, "database").inputs["mounts"]
+               if m["source"] == socket)
+
+
+@pytest.mark.parametrize("role", ["web", "edge"])
+def test_frontend_never_mounts_the_database_socket(dev, role):
+    socket = dev.named("pgsocket-volume").inputs["name"]
+    assert socket not in mount_sources(only(dev, role))
+    assert contract.SOCKET_DIR not in [m["target"] for m in only(dev, role).inputs.get("mounts", [])]
+
+
+def test_socket_volume_refuses_any_other_consumer():
+    from components.socket_volume import SocketVolume
+    with pytest.raises(ValueError, match="Web may not mount"):
+        SocketVolume.mount(object.__new__(SocketVolume), "Web")
+
+
+def network_members(run: ProgramRun, network_name: str) -> set[str]:
+    name = run.named(network_name).inputs["name"]
+    return {role for role, regs in run.containers().items() for r in regs
+            if name in [n["name"] for n in r.inputs["networksAdvanced"]]}
+
+
+def test_data_network_is_internal_and_holds_only_database_and_backend(dev):
+    assert dev.named("networks-data").inputs["internal"] is True
+    assert network_members(dev, "networks-data") == {"database", "backend"}
+
+
+def test_app_network_joins_edge_backend_and_web_only(dev):
+    assert dev.named("networks-app").inputs["internal"] is True
+    assert network_members(dev, "networks-app") == {"edge", "backend", "web"}
+
+
+def test_only_the_edge_is_on_the_public_network(dev):
+    assert network_members(dev, "networks-public") == {"edge"}
+
+
+def test_a_new_release_is_a_new_backend_resource(dev, dev_next_release):
+    first = {r.name for r in dev.containers()["backend"]}
+    second = {r.name for r in dev_next_release.containers()["backend"]}
+    assert first and second and not first & second
+    first_names = {r.inputs["name"] for r in dev.containers()["backend"]}
+    assert not first_names & {r.inputs["name"] for r in dev_next_release.containers()["backend"]}
+
+
+def test_a_new_release_is_a_new_web_resource(dev, dev_next_release):
+    assert only(dev, "web").name != only(dev_next_release, "web").name
+
+
+def test_a_backend_setting_change_is_a_new_generation_too(dev):
+    from tests.program import run_program
+    changed = run_program("dev", overrides={"webstack:backend": {"env": {"FEATURE_X": "on"}}})
+    assert only(changed, "backend").name != only(dev, "backend").name
+    assert "FEATURE_X=on" in only(changed, "backend").inputs["envs"]
+
+
+def test_the_same_settings_give_the_same_names(dev):
+    from tests.program import run_program
+    again = run_program("dev")
+    assert sorted(r.urn for r in again.resources) == sorted(r.urn for r in dev.resources)
+
+
+@pytest.mark.parametrize("role", ["edge", "database"])
+def test_long_lived_containers_do_not_change_with_the_release(dev, dev_next_release, role):
+    before, after = only(dev, role), only(dev_next_release, role)
+    assert (before.name, before.inputs) == (after.name, after.inputs)
+
+
+def test_release_images_are_tagged_with_the_release(dev_next_release):
+    for role in ("backend", "web"):
+        assert dev_next_release.named(f"images-{role}").inputs["imageName"].endswith(":dev-2")
+
+
+def test_edge_and_database_images_are_tagged_by_content(dev, dev_next_release):
+    for role in ("edge", "db"):
+        tag = dev.named(f"images-{role}").inputs["imageName"]
+        assert tag == dev_next_release.named(f"images-{role}").inputs["imageName"]
+        assert "dev-1" not in tag
+
+
+def test_images_build_from_the_configured_base_image(dev):
+    for image in dev.of_type("docker:index/image:Image"):
+        assert image.inputs["build"]["args"]["BASE_IMAGE"] == "debian:bookworm-slim"
+        assert image.inputs["skipPush"] is True
+
+
+def test_edge_switches_only_after_backend_is_healthy(dev):
+    switch = dev.named("edge-switch")
+    for container in dev.containers()["backend"] + dev.containers()["web"]:
+        assert container.urn in switch.dependencies
+        assert container.inputs["wait"] is True and container.inputs["healthcheck"]["tests"]
+
+
+def test_edge_switch_routes_to_this_release_containers(dev):
+    site = switch_bundle(dev)["site.conf"]
+    for backend in dev.containers()["backend"]:
+        assert f"server {backend.inputs['name']}:8000" in site
+    assert f"server {only(dev, 'web').inputs['name']}:{contract.WEB_PORT}" in site
+
+
+def test_edge_is_reconfigured_by_reload_inside_the_running_container(dev):
+    switch = dev.named("edge-switch")
+    assert switch.inputs["create"].endswith(f"exec -i webstack-dev-edge {contract.EDGE_APPLY_COMMAND}")
+
+
+def test_backend_health_gate_uses_the_configured_path(dev):
+    probe = " ".join(only(dev, "backend").inputs["healthcheck"]["tests"])
+    assert "http://127.0.0.1:8000/readiness" in probe
+
+
+def test_backend_replicas_become_containers_and_upstreams():
+    from tests.program import run_program
+    run = run_program("dev", overrides={"webstack:backend": {"replicas": 3}})
+    names = [r.inputs["name"] for r in run.containers()["backend"]]
+    assert len(set(names)) == 3
+    site = switch_bundle(run)["site.conf"]
+    assert all(f"server {name}:8000" in site for name in names)
+
+
+def test_edge_receives_the_certificate_only_as_a_secret(dev):
+    switch = dev.named("edge-switch")
+    assert is_secret(switch.secret_inputs["stdin"])
+    assert set(switch_bundle(dev)) == {"site.conf", "tls/fullchain.pem", "tls/privkey.pem"}
+
+
+def test_plain_http_stack_sends_no_certificate(plain_http):
+    assert set(switch_bundle(plain_http)) == {"site.conf"}
+    assert "ssl_certificate" not in switch_bundle(plain_http)["site.conf"]
+
+
+def test_prod_serves_the_provided_certificate(prod, prod_tls):
+    bundle = switch_bundle(prod)
+    assert bundle["tls/fullchain.pem"] == prod_tls["certificate"]
+    assert is_secret(prod.named("edge-switch").secret_inputs["stdin"])
+
+
+def test_backend_environment_holds_no_password(prod):
+    for container in prod.of_type(CONTAINER):
+        assert not [e for e in container.inputs.get("envs", []) if "PASSWORD" in e.upper()]
+
+
+def test_database_has_a_grace_period_for_a_clean_shutdown(dev):
+    database = only(dev, "database").inputs
+    assert database["destroyGraceSeconds"] >= 30 and database["stopSignal"] == "SIGINT"
+
+
+def test_stack_outputs_name_url_release_containers_and_volume(dev):
+    assert dev.outputs["url"] == "https://localhost:8443"
+    assert dev.outputs["release"] == "dev-1"
+    assert set(dev.outputs["containers"]) == {"database", "edge", "backend", "web"}
+    assert dev.outputs["dataVolume"] == "webstack-dev-pgdata"
+
+
+def test_every_resource_has_a_webstack_component_parent(prod):
+    components = {r.urn for r in prod.resources if r.type.startswith("webstack:components:")}
+    for resource in prod.resources:
+        if resource.type.startswith("webstack:components:"):
+            assert resource.parent.endswith("pulumi:pulumi:Stack::webstack-prod")
+        else:
+            assert resource.parent in components, resource.name
+
+
+def test_docker_resources_use_the_stack_provider(prod):
+    for resource in prod.resources:
+        if resource.type.startswith("docker:index/"):
+            assert "pulumi:providers:docker::host-docker::" in resource.provider, resource.name
+
+
+def test_labels_name_stack_role_and_release(dev):
+    labels = {i["label"]: i["value"] for i in only(dev, "backend").inputs["labels"]}
+    assert labels == {"webstack.stack": "dev", "webstack.role": "backend", "webstack.release": "dev-1"}

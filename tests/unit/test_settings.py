@@ -1,0 +1,115 @@
+"""Settings: defaults, good stacks, and a table of bad input that must end in one ConfigError naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from components.settings_loader import ConfigError, load_settings
+from tests.stack_config import PROJECT_DIR
+from tests.unit.conftest import HOST_KEY, certificate
+
+GOOD_CERT, GOOD_KEY = certificate("app.example.com")
+OTHER_CERT, _ = certificate("app.example.com", key=ec.generate_private_key(ec.SECP256R1()))
+EXPIRED_CERT, EXPIRED_KEY = certificate("app.example.com", days=-1)
+WRONG_DOMAIN_CERT, WRONG_DOMAIN_KEY = certificate("other.example.org")
+
+
+def load(values: dict, secrets: set[str] = frozenset()):
+    return load_settings({"release": "v1", **values}, set(secrets), "test", PROJECT_DIR)
+
+
+def provided(cert: str, key: str) -> dict:
+    return {"domain": "app.example.com", "tls": {"mode": "provided", "certificate": cert, "privateKey": key}}
+
+
+def test_defaults_make_a_local_plain_http_stack():
+    settings = load({})
+    assert (settings.target.kind, settings.url, settings.publishAddress) == ("local", "http://localhost:8080", "127.0.0.1")
+
+
+def test_a_provided_certificate_for_the_domain_is_accepted():
+    settings = load(provided(GOOD_CERT, GOOD_KEY), {"tls"})
+    assert settings.url == "https://app.example.com:8443"
+
+
+def test_a_wildcard_certificate_covers_one_label():
+    cert, key = certificate("*.example.com")
+    assert load({**provided(cert, key)}, {"tls"}).tls.mode == "provided"
+    with pytest.raises(ConfigError, match="does not cover"):
+        load({**provided(cert, key), "domain": "a.b.example.com"}, {"tls"})
+
+
+def test_secret_values_never_appear_in_the_error():
+    with pytest.raises(ConfigError) as error:
+        load({"tls": {"mode": "off", "certificate": "SUPERSECRETVALUE", "privateKey": "SUPERSECRETVALUE"}}, {"tls"})
+    assert "SUPERSECRETVALUE" not in str(error.value)
+
+
+def test_config_error_is_a_pulumi_run_error_so_no_traceback_is_printed():
+    import pulumi
+    assert issubclass(ConfigError, pulumi.RunError)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        load({"httpPort": "0", "domain": "bad domain", "backend": {"replicas": 0}})
+    assert {p for p, _ in error.value.problems} == {"httpPort", "domain", "backend.replicas"}
+
+
+BAD_INPUT = [
+    # (case, values, secret keys, key path named, words in the message)
+    ("missing release", {"release": None}, (), "webstack:release", "pulumi config set webstack:release"),
+    ("typo at top level", {"httpport": "80"}, (), "webstack:httpport", "did you mean 'httpPort'"),
+    ("typo inside an object", {"backend": {"replica": 2}}, (), "webstack:backend.replica", "backend.replicas"),
+    ("port not a number", {"httpPort": "eighty"}, (), "webstack:httpPort", "must be an integer"),
+    ("port out of range", {"httpsPort": "70000"}, (), "webstack:httpsPort", "65535"),
+    ("ports clash", {"httpPort": "8443"}, (), "webstack:httpsPort", "must differ"),
+    ("object given as a string", {"target": "ssh"}, (), "webstack:target", "must be an object"),
+    ("object not valid JSON", {"database": "{name: x"}, (), "webstack:database", "not valid JSON"),
+    ("wrong type in object", {"backend": {"replicas": "many"}}, (), "webstack:backend.replicas", "integer"),
+    ("invalid hostname", {"domain": "exa mple.com"}, (), "webstack:domain", "not a valid hostname"),
+    ("invalid ssh host", {"target": {"kind": "ssh", "host": "-bad-", "hostKey": HOST_KEY}}, (), "webstack:target.host", "hostname"),
+    ("ssh without host", {"target": {"kind": "ssh", "hostKey": HOST_KEY}}, (), "webstack:target.host", "required"),
+    ("ssh without host key", {"target": {"kind": "ssh", "host": "10.0.0.5"}}, (), "webstack:target.hostKey", "required"),
+    ("host key placeholder", {"target": {"kind": "ssh", "host": "h", "hostKey": "REPLACE-ME"}}, (), "webstack:target.hostKey", "ssh-keyscan"),
+    ("unknown target kind", {"target": {"kind": "kubernetes"}}, (), "webstack:target.kind", "local"),
+    ("root deploy user", {"target": {"user": "root"}}, (), "webstack:target.user", "refused"),
+    ("bad docker host", {"target": {"dockerHost": "/var/run/docker.sock"}}, (), "webstack:target.dockerHost", "unix://"),
+    ("unknown tls mode", {"tls": {"mode": "on"}}, (), "webstack:tls.mode", "self-signed"),
+    ("provided without certificate", {"tls": {"mode": "provided", "privateKey": GOOD_KEY}}, {"tls"}, "webstack:tls.certificate", "required"),
+    ("provided without key", {"tls": {"mode": "provided", "certificate": GOOD_CERT}}, {"tls"}, "webstack:tls.privateKey", "required"),
+    ("malformed certificate PEM", provided("-----BEGIN CERTIFICATE-----\nnope\n", GOOD_KEY), {"tls"}, "webstack:tls.certificate", "not a PEM certificate"),
+    ("malformed key PEM", provided(GOOD_CERT, "not a key"), {"tls"}, "webstack:tls.privateKey", "not an unencrypted PEM private key"),
+    ("expired certificate", provided(EXPIRED_CERT, EXPIRED_KEY), {"tls"}, "webstack:tls.certificate", "expired"),
+    ("key does not match", provided(OTHER_CERT, GOOD_KEY), {"tls"}, "webstack:tls.privateKey", "does not match"),
+    ("certificate for another domain", provided(WRONG_DOMAIN_CERT, WRONG_DOMAIN_KEY), {"tls"}, "webstack:tls.certificate", "does not cover the domain 'app.example.com'"),
+    ("key stored in plain text", provided(GOOD_CERT, GOOD_KEY), (), "webstack:tls.privateKey", "--secret"),
+    ("acme is not built yet", {"tls": {"mode": "acme", "acmeEmail": "ops@example.com"}}, (), "webstack:tls.mode", "not supported yet"),
+    ("replicas below one", {"backend": {"replicas": 0}}, (), "webstack:backend.replicas", "greater than or equal to 1"),
+    ("privileged backend port", {"backend": {"port": 80}}, (), "webstack:backend.port", "1024"),
+    ("health path without slash", {"backend": {"healthPath": "health"}}, (), "webstack:backend.healthPath", "starting with '/'"),
+    ("bad env name", {"backend": {"env": {"1BAD": "x"}}}, (), "webstack:backend.env", "1BAD"),
+    ("missing build context", {"backend": {"context": "containers/nope"}}, (), "webstack:backend.context", "does not exist"),
+    ("missing dockerfile", {"frontend": {"dockerfile": "Nope.dockerfile"}}, (), "webstack:frontend.dockerfile", "not found"),
+    ("database named postgres", {"database": {"user": "postgres"}}, (), "webstack:database.user", "other than 'postgres'"),
+    ("release with a space", {"release": "v 1"}, (), "webstack:release", "image tag"),
+    ("publish address not an IP", {"publishAddress": "everywhere"}, (), "webstack:publishAddress", "0.0.0.0"),
+]
+
+
+@pytest.mark.parametrize("case,values,secrets,path,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_is_refused_naming_the_key(case, values, secrets, path, words):
+    values = {k: v for k, v in values.items()}
+    raw = {"release": "v1", **values}
+    if raw["release"] is None:
+        del raw["release"]
+    raw = {k: (__import__("json").dumps(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    with pytest.raises(ConfigError) as error:
+        load_settings(raw, set(secrets), "test", PROJECT_DIR)
+    message = str(error.value)
+    assert f"{path}:" in message, message
+    assert words in message, message
+    assert "Fix:" in message, message
