@@ -1,0 +1,33 @@
+# Shared by .ci/run, .ci/test and .ci/deploy-dev. Sourced, not executed.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/venv"      # Pulumi.yaml's runtime.options.virtualenv: the CLI uses the same one
+
+step() { printf '\n==> %s\n' "$*"; }
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ] || [ "$ROOT/requirements.txt" -nt "$VENV/.installed" ]; then
+    step "Python virtualenv ($VENV) from requirements.txt"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -r "$ROOT/requirements.txt"
+    touch "$VENV/.installed"
+  fi
+}
+
+docker_answers() { docker info >/dev/null 2>&1; }
+
+ensure_dockerd() {
+  docker_answers && return 0
+  command -v dockerd >/dev/null || return 1
+  step "starting dockerd (no Docker engine answered)"
+  nohup dockerd > /var/log/dockerd.log 2>&1 &
+  for _ in $(seq 60); do docker_answers && return 0; sleep 1; done
+  echo "dockerd did not answer within 60 s; see /var/log/dockerd.log" >&2
+  return 1
+}
+
+ensure_base_image() {
+  docker image inspect debian:bookworm-slim >/dev/null 2>&1 && return 0
+  step "building the offline base image (debootstrap + docker import)"
+  bash "$ROOT/containers/base/build-base-image.sh" debian:bookworm-slim
+}
