@@ -33,8 +33,8 @@ certificates = Certificates("certificates", settings)
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
 backend = Backend(f"backend-{generation(settings)}",
-                  BackendArgs(settings, images.backend, networks.data, networks.app, socket),
-                  pulumi.ResourceOptions.merge(on_target, pulumi.ResourceOptions(depends_on=[database])))
+                  BackendArgs(settings, images.backend, networks.data, networks.app, socket, database.container),
+                  on_target)
 web = Web(f"web-{web_generation(settings)}", WebArgs(settings, images.web, networks.app), on_target)
 edge.route_to(backend, web, certificates)
 

@@ -20,6 +20,7 @@ class BackendArgs:
     data_network: docker.Network
     app_network: docker.Network
     socket: SocketVolume
+    database: docker.Container   # started first: a component's depends_on does not reach its children
 
 
 def generation(settings: Settings) -> str:
@@ -56,7 +57,7 @@ class Backend(pulumi.ComponentResource):
                 healthcheck=healthcheck(["python3", "-c", probe(backend.port, backend.healthPath)]),
                 **hardened(settings, "backend", user=f"{contract.BACKEND_UID}:{contract.BACKEND_UID}",
                            memory_mb=backend.memoryMb, release=settings.release),
-                opts=pulumi.ResourceOptions(parent=self))
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database]))
             for i, container_name in enumerate(self.names, start=1)]
         self.register_outputs({"generation": gen, "containerNames": self.names})
 

@@ -45,6 +45,7 @@ class Database(pulumi.ComponentResource):
             name=f"{settings.name_prefix}-db",
             image=args.image.image_name,
             envs=[f"WEBSTACK_DB_NAME={settings.database.name}", f"WEBSTACK_DB_USER={settings.database.user}"],
+            group_adds=[str(contract.DBSOCK_GID)],   # unix_socket_group: postgres must be a member to chgrp the socket
             mounts=[docker.ContainerMountArgs(type="volume", source=self.data_volume.name, target=contract.PGDATA),
                     args.socket.mount("Database")],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network.name, aliases=["db"])],

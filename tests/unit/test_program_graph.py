@@ -258,3 +258,13 @@ def test_docker_resources_use_the_stack_provider(prod):
 def test_labels_name_stack_role_and_release(dev):
     labels = {i["label"]: i["value"] for i in only(dev, "backend").inputs["labels"]}
     assert labels == {"webstack.stack": "dev", "webstack.role": "backend", "webstack.release": "dev-1"}
+
+
+def test_backends_start_after_the_database(dev):
+    database = only(dev, "database")
+    assert all(database.urn in b.dependencies for b in dev.containers()["backend"])
+
+
+def test_postgres_is_in_the_socket_group(dev):
+    assert only(dev, "database").inputs["groupAdds"] == [str(contract.DBSOCK_GID)]
+    assert all(b.inputs["groupAdds"] == [str(contract.DBSOCK_GID)] for b in dev.containers()["backend"])
