@@ -72,7 +72,8 @@ def render(template: str, **context: object) -> str:
 
 def render_postgresql_conf(database: Database) -> str:
     return render("db/postgresql.conf.j2", socket_dir=contract.SOCKET_DIR, conf_dir=contract.POSTGRES_CONF_DIR,
-                  dbsock_gid=contract.DBSOCK_GID, max_connections=50,
+                  # Room for two generations of backends at once during a release (16 replicas x 8 workers each).
+                  dbsock_gid=contract.DBSOCK_GID, max_connections=300,
                   shared_buffers_mb=max(32, database.memoryMb // 4))
 
 
