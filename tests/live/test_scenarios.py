@@ -1,0 +1,201 @@
+"""The webstack program deployed for real through the test applier (`pulumi up` as tests can run it here).
+
+One stack (`livetest`, the dev stack's settings on free loopback ports) goes through six scenarios in order:
+a cold deploy seen by a real browser, a release under load, a broken release, a rollback, a database
+replacement plus destroy/redeploy, and drift. Figures are printed at the end (run with -s to see them live).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.applier import ApplyFailed, Deployment
+from tests.applier.fixtures import remove_by_prefix, require_docker
+from tests.applier.loadgen import Load
+
+pytestmark = pytest.mark.live
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+STACK = "livetest"
+PREFIX = f"webstack-{STACK}-"
+RPS_PER_TARGET = 30   # two targets (page and API): 60 requests/s through the edge
+TLS = ssl._create_unverified_context()   # the dev stack's certificate is self-signed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveStack:
+    """The livetest stack: deploy it with overrides, talk to it through the edge, look at its containers."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.http_port, self.https_port = free_port(), free_port()
+        dev = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
+        self.base = {**dev, "webstack:httpPort": self.http_port, "webstack:httpsPort": self.https_port}
+        self.url = f"https://localhost:{self.https_port}"
+        self.notes_written: list[str] = []
+        self.figures: dict[str, str] = {}
+
+    def deployment(self, refresh: bool = False, **overrides: object) -> Deployment:
+        return Deployment(PROJECT_DIR, STACK, self.state_dir, config_overrides={**self.base, **overrides},
+                          refresh=refresh)
+
+    def up(self, refresh: bool = False, **overrides: object):
+        return self.deployment(refresh, **overrides).up()
+
+    def request(self, path: str, body: dict | None = None) -> tuple[int, object]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=TLS, timeout=10) as response:
+            return response.status, json.loads(response.read())
+
+    def write_note(self, text: str) -> None:
+        status, _ = self.request("/api/notes", {"text": text})
+        assert status == 201
+        self.notes_written.append(text)
+
+    def notes(self) -> list[str]:
+        return [note["text"] for note in self.request("/api/notes")[1]]
+
+    def load(self, seconds: float = 600) -> tuple[Load, Load]:
+        return (Load(self.url + "/", RPS_PER_TARGET, seconds).start(),
+                Load(self.url + "/api/notes", RPS_PER_TARGET, seconds).start())
+
+    def containers(self, role: str) -> list[str]:
+        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=webstack.stack={STACK}", "--filter",
+                              f"label=webstack.role={role}", "--format", "{{.Names}}"], capture_output=True,
+                             text=True, check=True).stdout
+        return sorted(out.split())
+
+
+def health(name: str) -> str:
+    out = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", name], capture_output=True, text=True)
+    return out.stdout.strip() or out.stderr.strip()
+
+
+def all_names(outputs: dict) -> list[str]:
+    c = outputs["containers"]
+    return [c["database"], c["edge"], c["web"], *c["backend"]]
+
+
+def describe(reports) -> str:
+    return "; ".join(str(r) for r in reports)
+
+
+def stop_loads(loads: tuple[Load, Load], tail: float = 2.0):
+    time.sleep(tail)   # requests just after the update still count
+    reports = [load.stop() for load in loads]
+    return reports, sum(r.total for r in reports), sum(r.failed for r in reports)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, request):
+    require_docker()
+    remove_by_prefix(PREFIX)
+    live = LiveStack(tmp_path_factory.mktemp("livetest-state"))
+    yield live
+    try:
+        deployment = live.deployment()
+        deployment.unprotect("database-data")
+        deployment.destroy()
+    finally:
+        remove_by_prefix(PREFIX)
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():   # the figures are the point: show them without -s too
+            for key, value in live.figures.items():
+                print(f"[webstack live figures] {key}: {value}")
+
+
+def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, tmp_path):
+    result = stack.up(**{"webstack:release": "r1"})
+    stack.figures["cold deploy (images cached)"] = f"{result.seconds:.1f}s"
+    assert all(health(name) == "healthy" for name in all_names(result.outputs)), \
+        {name: health(name) for name in all_names(result.outputs)}
+    stack.write_note("written by the cold-deploy test")
+    again = stack.up(**{"webstack:release": "r1"})
+    stack.figures["no-change re-run"] = f"{again.seconds:.1f}s"
+    assert {op for op, _ in again.operations} == {"same"}
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
+         "--ignore-certificate-errors", "--virtual-time-budget=10000", "--dump-dom", stack.url],
+        capture_output=True, text=True, timeout=120).stdout
+    assert "written by the cold-deploy test" in dom, dom[-2000:]
+    assert 'data-state="up"' in dom
+
+
+def test_2_a_new_release_under_load_drops_no_request_and_leaves_only_its_containers(stack):
+    loads = stack.load()
+    result = stack.up(**{"webstack:release": "r2"})
+    reports, total, failed = stop_loads(loads)
+    stack.figures["release update r1->r2"] = f"{result.seconds:.1f}s, {total} requests, {failed} failed ({describe(reports)})"
+    assert failed == 0, reports
+    assert total / (result.seconds + 2) >= 50
+    c = result.outputs["containers"]
+    assert stack.containers("backend") == sorted(c["backend"]) and stack.containers("web") == [c["web"]]
+    stack.write_note("written on release r2")
+
+
+def test_3_a_broken_release_fails_while_the_previous_one_keeps_serving(stack):
+    loads = stack.load()
+    with pytest.raises(ApplyFailed) as failed:
+        stack.up(**{"webstack:release": "r3", "webstack:backend.healthPath": "/no-such-path"})
+    reports, total, dropped = stop_loads(loads)
+    stack.figures["broken release r3"] = f"failed as expected; {total} requests, {dropped} failed ({describe(reports)})"
+    assert "container failed to be in healthy state" in failed.value.message
+    assert not [op for op, _ in failed.value.operations if op == "delete"]
+    assert dropped == 0, reports
+    good = stack.up(**{"webstack:release": "r4"})
+    assert all(health(name) == "healthy" for name in all_names(good.outputs))
+    assert stack.containers("backend") == sorted(good.outputs["containers"]["backend"])
+    stack.write_note("written on release r4")
+
+
+def test_4_rolling_back_to_the_previous_release_keeps_serving_and_keeps_every_row(stack):
+    loads = stack.load()
+    result = stack.up(**{"webstack:release": "r2"})
+    reports, total, failed = stop_loads(loads)
+    stack.figures["rollback r4->r2"] = f"{result.seconds:.1f}s, {total} requests, {failed} failed ({describe(reports)})"
+    assert failed == 0, reports
+    assert result.outputs["release"] == "r2"
+    assert set(stack.notes_written) <= set(stack.notes())
+
+
+def test_5_replacing_the_database_container_and_destroying_the_stack_keep_every_row(stack):
+    replaced = stack.up(**{"webstack:release": "r2", "webstack:database.memoryMb": 384})
+    assert any(urn.endswith("::database-postgres") for urn in replaced.ops("replace")), replaced.operations
+    assert set(stack.notes_written) <= set(stack.notes())
+    deployment = stack.deployment(**{"webstack:release": "r2", "webstack:database.memoryMb": 384})
+    with pytest.raises(ApplyFailed, match="protected"):
+        deployment.destroy()
+    deployment.unprotect("database-data")
+    deployment.destroy()
+    volume = replaced.outputs["dataVolume"]
+    assert subprocess.run(["docker", "volume", "inspect", volume], capture_output=True).returncode == 0
+    assert stack.containers("database") == []
+    redeployed = stack.up(**{"webstack:release": "r2"})
+    assert redeployed.outputs["dataVolume"] == volume
+    assert set(stack.notes_written) <= set(stack.notes())
+
+
+def test_6_a_container_removed_by_hand_is_drift_and_the_next_run_recreates_it(stack):
+    before = stack.up(**{"webstack:release": "r2"})
+    web = before.outputs["containers"]["web"]
+    subprocess.run(["docker", "rm", "-f", web], check=True, capture_output=True)
+    result = stack.up(refresh=True, **{"webstack:release": "r2"})
+    assert [urn.rsplit("::", 1)[1] for urn in result.ops("drift")] == [f"web-{web.split('-web-', 1)[1]}-nginx"] \
+        or len(result.ops("drift")) == 1, result.operations
+    assert health(web) == "healthy"
+    assert urllib.request.urlopen(stack.url, context=TLS, timeout=10).status == 200
