@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import contract, rendering
+from .images import context_digest
 from .hardening import hardened, healthcheck
 from .settings import Settings
 from .socket_volume import SocketVolume
@@ -24,13 +25,15 @@ class BackendArgs:
 
 
 def generation(settings: Settings) -> str:
-    """`<release>-<digest of the container spec>`: any change to what shapes the containers is a new generation.
+    """`<release>-<digest of the container spec and build context>`: any change to what shapes the containers,
+    code included, is a new generation.
 
     pulumi-docker replaces a container delete-first, which would drop requests. A new generation is a new
     Pulumi resource instead: it is created (and healthy) before the edge switches to it, and the old one is
     deleted only at the end of a successful update.
     """
-    spec = (settings.backend.model_dump(), settings.database.name, settings.database.user)
+    spec = (settings.backend.model_dump(), settings.database.name, settings.database.user,
+            context_digest(settings.context_path(settings.backend)))
     return f"{settings.release}-{rendering.digest(spec)}"
 
 

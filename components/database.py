@@ -54,6 +54,6 @@ class Database(pulumi.ComponentResource):
             stop_signal="SIGINT",
             **{**hardened(settings, "database", user=f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
                           memory_mb=settings.database.memoryMb),
-               "destroy_grace_seconds": 60},
+               "destroy_grace_seconds": 60, "wait_timeout": 180},   # first start runs initdb
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"containerName": self.container.name, "dataVolume": self.data_volume.name})

@@ -46,6 +46,6 @@ def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, releas
         labels=labels(settings, role, release),
         must_run=True,
         wait=True,
-        wait_timeout=120,
+        wait_timeout=60,   # how long a release may take to turn healthy before the update fails
         destroy_grace_seconds=30,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional, Sequence, Union
 
 import pulumi
@@ -9,30 +10,70 @@ import pulumi_docker as docker
 from pulumi_command import local, remote
 
 from . import rendering
-from .local_files import write_private
+from .local_files import SshAccess, write_private
 from .settings import Settings
 
 MIN_DOCKER_VERSION = "20.10"
 Command = Union[local.Command, remote.Command]
 
 
+def ssh_access(settings: Settings) -> SshAccess:
+    """The operator-side files (pinned known_hosts, private key) for an ssh target, written 0600."""
+    target = settings.target
+    assert target.host and target.hostKey   # guaranteed by settings validation
+    state_dir = settings.projectDir / ".webstack" / settings.stack
+    known_hosts = write_private(state_dir / "known_hosts",
+                                rendering.render_known_hosts(target.host, target.port, target.hostKey))
+    identity = None
+    if target.privateKey:
+        key = target.privateKey.get_secret_value()
+        identity = write_private(state_dir / "deploy_key", key if key.endswith("\n") else key + "\n")
+    return SshAccess(host=target.host, port=target.port, user=target.user, known_hosts=known_hosts,
+                     identity=identity, connect_timeout=target.connectTimeout)
+
+
+def preflight_script() -> str:
+    """Runs on the operator's machine; parameters come from SshAccess.environment(WEBSTACK_MIN_DOCKER_VERSION=...)."""
+    return rendering.render("host/preflight.sh.j2")
+
+
+def send_image_script() -> str:
+    """Runs on the operator's machine; parameters come from SshAccess.environment(WEBSTACK_IMAGE=...)."""
+    return rendering.render("host/send-base-image.sh.j2")
+
+
+def bootstrap_command(settings: Settings) -> str:
+    """The remote command line: `sh -c SCRIPT`, so the script runs under sh whatever the user's login shell,
+    and nothing it starts can read the script itself from stdin."""
+    return f"sh -c {shlex.quote(rendering.render_bootstrap(settings, MIN_DOCKER_VERSION))} webstack-bootstrap"
+
+
 class RemoteHost(pulumi.ComponentResource):
     """Yields the docker Provider for the target, and runs commands there.
 
-    For `kind: ssh` it first runs a read-only preflight and an idempotent bootstrap over SSH (pulumi-command,
-    `host_key` pinned), then configures the docker Provider for ssh://user@host with a known_hosts file that
-    holds exactly the pinned key and StrictHostKeyChecking=yes. No option anywhere turns host key checks off.
+    For `kind: ssh`, in this order:
+    1. `preflight` (local.Command on the operator's machine): the system ssh with the Provider's exact options
+       (pinned known_hosts, StrictHostKeyChecking=yes); read-only checks; one message per kind of failure.
+    2. `bootstrap` (remote.Command, `host_key` pinned): installs and starts Docker, idempotently.
+    3. `base_image` (local.Command, only with baseImageSource `operator`): sends `baseImage` from the
+       operator's engine when the host lacks it.
+    4. the docker Provider for ssh://user@host, ssh_opts = the same pinned options; it depends on `ready`.
+    No option anywhere turns host key checks off.
     """
 
     provider: docker.Provider
     connection: Optional[remote.ConnectionArgs] = None
-    preflight: Optional[remote.Command] = None
+    access: Optional[SshAccess] = None
+    preflight: Optional[local.Command] = None
     bootstrap: Optional[remote.Command] = None
+    base_image: Optional[local.Command] = None
+    ready: list[pulumi.Resource]      # what must be done before the first image builds on the target
     docker_host: str
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:RemoteHost", name, None, opts)
         self._name = name
+        self.ready = []
         target = settings.target
         if target.kind == "local":
             self.docker_host = target.dockerHost
@@ -44,35 +85,36 @@ class RemoteHost(pulumi.ComponentResource):
 
     def _prepare_over_ssh(self, name: str, settings: Settings) -> None:
         target = settings.target
-        assert target.host and target.hostKey   # guaranteed by settings validation
+        access = self.access = ssh_access(settings)
         private_key = target.privateKey.get_secret_value() if target.privateKey else None
         self.connection = remote.ConnectionArgs(
             host=target.host, port=target.port, user=target.user, host_key=target.hostKey,
             private_key=pulumi.Output.secret(private_key) if private_key else None,
-            dial_error_limit=3, per_dial_timeout=10)
-        child = pulumi.ResourceOptions(parent=self)
-        self.preflight = remote.Command(f"{name}-preflight", connection=self.connection,
-                                        create=rendering.render("host/preflight.sh.j2"),
-                                        triggers=[target.host, target.port, target.hostKey], opts=child)
-        script = rendering.render_bootstrap(settings, MIN_DOCKER_VERSION)
-        self.bootstrap = remote.Command(
-            f"{name}-bootstrap", connection=self.connection, create=script,
-            triggers=[rendering.digest(script, length=16)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]))
+            dial_error_limit=3, per_dial_timeout=target.connectTimeout)
 
-        state_dir = settings.projectDir / ".webstack" / settings.stack
-        known_hosts = write_private(state_dir / "known_hosts",
-                                    rendering.render_known_hosts(target.host, target.port, target.hostKey))
-        ssh_opts = ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-                    "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-        if private_key:
-            ssh_opts += ["-o", "IdentitiesOnly=yes", "-i", str(write_private(state_dir / "deploy_key", private_key))]
-        self.docker_host = f"ssh://{target.user}@{target.host}:{target.port}"
+        self.preflight = local.Command(
+            f"{name}-preflight", create=preflight_script(),
+            environment=access.environment(WEBSTACK_MIN_DOCKER_VERSION=MIN_DOCKER_VERSION),
+            logging=local.Logging.STDOUT_AND_STDERR, opts=pulumi.ResourceOptions(parent=self))
+        self.bootstrap = remote.Command(
+            f"{name}-bootstrap", connection=self.connection, create=bootstrap_command(settings),
+            logging=remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]))
+        self.ready = [self.bootstrap]
+        if target.baseImageSource == "operator":
+            self.base_image = local.Command(
+                f"{name}-base-image", create=send_image_script(),
+                environment=access.environment(WEBSTACK_IMAGE=settings.baseImage),
+                logging=local.Logging.STDOUT_AND_STDERR,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bootstrap]))
+            self.ready.append(self.base_image)
+
+        self.docker_host = access.docker_host
         self.provider = docker.Provider(
-            f"{name}-docker", host=self.docker_host, ssh_opts=ssh_opts,
+            f"{name}-docker", host=self.docker_host, ssh_opts=access.options,
             # Docker may not be installed yet at preview; the bootstrap installs it before the first use.
             disable_docker_daemon_check=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bootstrap]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.ready)))
 
     def run(self, name: str, *, create: str, stdin: pulumi.Input[str], triggers: Sequence[pulumi.Input],
             opts: pulumi.ResourceOptions) -> Command:

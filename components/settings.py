@@ -53,6 +53,11 @@ class Target(Model):
     hostKey: Optional[str] = None
     privateKey: Optional[SecretStr] = None
     dockerHost: str = "unix:///var/run/docker.sock"
+    # Seconds the operator's ssh waits to connect (preflight, docker Provider, base-image transfer).
+    connectTimeout: int = Field(10, ge=1, le=300)
+    # Where the host's engine gets `baseImage`: `host` (it is there, or the host pulls/builds it itself) or
+    # `operator` (sent from the operator's engine with `docker save | ssh docker load`, for registry-less hosts).
+    baseImageSource: Literal["host", "operator"] = "host"
 
     @field_validator("host")
     @classmethod

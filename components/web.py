@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import contract, rendering
+from .images import context_digest
 from .hardening import hardened, healthcheck
 from .settings import Settings
 
@@ -20,8 +21,9 @@ class WebArgs:
 
 
 def generation(settings: Settings) -> str:
-    """`<release>-<digest>`: a new release or frontend setting is a new resource, as for the backend."""
-    return f"{settings.release}-{rendering.digest(settings.frontend.model_dump())}"
+    """`<release>-<digest>`: a new release, frontend setting or code change is a new resource, as for the backend."""
+    spec = (settings.frontend.model_dump(), context_digest(settings.context_path(settings.frontend)))
+    return f"{settings.release}-{rendering.digest(spec)}"
 
 
 class Web(pulumi.ComponentResource):

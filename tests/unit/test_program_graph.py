@@ -47,8 +47,10 @@ def test_each_stack_declares_every_component(stack, request):
 
 def test_prod_prepares_the_remote_host_over_ssh(prod):
     names = {r.name for r in prod.of_type("command:remote:Command")}
-    assert {"host-preflight", "host-bootstrap", "edge-switch"} <= names
-    assert not prod.of_type("command:local:Command")
+    assert {"host-bootstrap", "edge-switch"} <= names
+    # The preflight runs the operator's own ssh (its errors are the only ones precise enough); nothing else
+    # runs locally.
+    assert {r.name for r in prod.of_type("command:local:Command")} == {"host-preflight"}
 
 
 def test_dev_runs_its_commands_on_the_local_engine(dev):
@@ -268,3 +270,16 @@ def test_backends_start_after_the_database(dev):
 def test_postgres_is_in_the_socket_group(dev):
     assert only(dev, "database").inputs["groupAdds"] == [str(contract.DBSOCK_GID)]
     assert all(b.inputs["groupAdds"] == [str(contract.DBSOCK_GID)] for b in dev.containers()["backend"])
+
+
+def test_a_code_change_without_a_new_release_is_a_new_generation(tmp_path, dev):
+    import shutil
+    from tests.program import run_program
+    from tests.stack_config import PROJECT_DIR
+    context = tmp_path / "backend"
+    shutil.copytree(PROJECT_DIR / "containers" / "backend", context)
+    same = run_program("dev", overrides={"webstack:backend": {"context": str(context)}})
+    (context / "app.py").write_text((context / "app.py").read_text() + "\n# changed\n")
+    changed = run_program("dev", overrides={"webstack:backend": {"context": str(context)}})
+    assert only(same, "backend").name != only(changed, "backend").name
+    assert only(dev, "backend").name != only(same, "backend").name   # the context path is part of the spec
