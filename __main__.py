@@ -25,7 +25,8 @@ settings = settings_from_pulumi(Path(__file__).resolve().parent)
 host = RemoteHost("host", settings)
 on_target = pulumi.ResourceOptions(providers={"docker": host.provider})
 
-images = Images("images", settings, on_target)
+# Images build only once the host is prepared (Docker installed, base image present).
+images = Images("images", settings, pulumi.ResourceOptions.merge(on_target, pulumi.ResourceOptions(depends_on=host.ready)))
 networks = Networks("networks", settings, on_target)
 socket = SocketVolume("pgsocket", settings, on_target)
 certificates = Certificates("certificates", settings)

@@ -1,0 +1,197 @@
+"""The prod stack, deployed for real from nothing onto a fresh test host over ssh, through the test applier.
+
+The host (tests/live/hosts.py) starts without Docker. One `up` runs the whole program as Pulumi would: the
+preflight (local, the system ssh with the pinned key), the bootstrap (remote, installs docker.io), the base
+image sent from this machine's engine (baseImageSource: operator, the host has no registry), the four images
+built on the host's engine over ssh://, and the containers, serving HTTPS with a provided test certificate.
+Then, once each: a no-change re-run, a release, a broken release and a rollback, with light load on the edge.
+
+The stack is named `remotetest` (prod's settings, its own name) so that an operator's real .webstack/prod pins
+are never touched. Figures are printed at the end (-s shows them as they come).
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import yaml
+
+from components.local_files import SshAccess
+from tests.applier import ApplyFailed, Deployment
+from tests.applier.loadgen import Load
+from tests.live.hosts import TestHost, hosts  # noqa: F401 (fixture)
+from tests.unit.conftest import certificate
+
+pytestmark = pytest.mark.live
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+STACK = "remotetest"
+DOMAIN = "app.example.com"
+RPS_PER_TARGET = 5     # light: the host's engine also builds images while the load runs
+FIGURES: dict[str, str] = {}
+
+
+class RemoteStack:
+    """The remotetest stack on one host: deploy it, talk to its edge, look at its engine over ssh://."""
+
+    def __init__(self, host: TestHost, state_dir: Path):
+        self.host, self.state_dir = host, state_dir
+        prod = yaml.safe_load((PROJECT_DIR / "Pulumi.prod.yaml").read_text())["config"]
+        self.base = {k: v for k, v in prod.items() if k not in ("webstack:target", "webstack:tls")}
+        self.cert, key = certificate(DOMAIN)
+        self.secrets = {
+            "webstack:target": {"kind": "ssh", "host": host.ip, "port": 22, "user": "deploy",
+                                "hostKey": host.keys.host_public, "privateKey": host.keys.deploy.read_text(),
+                                "baseImageSource": "operator"},
+            "webstack:tls": {"mode": "provided", "certificate": self.cert, "privateKey": key}}
+        self.tls = ssl.create_default_context(cadata=self.cert)   # trusts exactly the test certificate
+        self.notes_written: list[str] = []
+
+    def deployment(self, **overrides: object) -> Deployment:
+        return Deployment(PROJECT_DIR, STACK, self.state_dir, config_overrides={**self.base, **overrides},
+                          secret_overrides=self.secrets)
+
+    def up(self, **overrides: object):
+        return self.deployment(**overrides).up()
+
+    def request(self, path: str, *, port: int = 443, method: str = "GET", body: Optional[str] = None
+                ) -> tuple[int, dict[str, str], str]:
+        """One HTTP/1.1 request to the host's edge; over TLS (port 443) verified as DOMAIN."""
+        raw = socket.create_connection((self.host.ip, port), timeout=10)
+        conn = self.tls.wrap_socket(raw, server_hostname=DOMAIN) if port == 443 else raw
+        with conn:
+            payload = body.encode() if body is not None else b""
+            head = (f"{method} {path} HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+            conn.sendall(head.encode() + payload)
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        header_block, _, content = data.partition(b"\r\n\r\n")
+        lines = header_block.decode(errors="replace").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        return int(lines[0].split()[1]), headers, content.decode(errors="replace")
+
+    def write_note(self, text: str) -> None:
+        status, _, answer = self.request("/api/notes", method="POST", body=f'{{"text": "{text}"}}')
+        assert status == 201, answer
+        self.notes_written.append(text)
+
+    def notes(self) -> str:
+        status, _, answer = self.request("/api/notes")
+        assert status == 200, answer
+        return answer
+
+    def access(self) -> SshAccess:
+        """The operator-side files the program wrote for this stack (same options as its Provider)."""
+        state = PROJECT_DIR / ".webstack" / STACK
+        return SshAccess(host=self.host.ip, port=22, user="deploy", known_hosts=state / "known_hosts",
+                         identity=state / "deploy_key")
+
+    def remote_docker(self, *args: str) -> str:
+        access, wrapper = self.access(), self.state_dir / "ssh-wrapper"
+        wrapper.mkdir(exist_ok=True)
+        (wrapper / "ssh").write_text("#!/bin/sh\nexec /usr/bin/ssh " + shlex.join(access.options) + ' "$@"\n')
+        (wrapper / "ssh").chmod(0o700)
+        env = {"PATH": f"{wrapper}:/usr/bin:/bin", "HOME": str(Path.home())}
+        result = subprocess.run(["docker", "-H", access.docker_host, *args], capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def health(self, names: list[str]) -> dict[str, str]:
+        return {name: self.remote_docker("inspect", "-f", "{{.State.Health.Status}}", name) for name in names}
+
+    def running(self, role: str) -> list[str]:
+        return sorted(self.remote_docker("ps", "-a", "--filter", f"label=webstack.stack={STACK}", "--filter",
+                                         f"label=webstack.role={role}", "--format", "{{.Names}}").split())
+
+    def loads(self) -> tuple[Load, Load]:
+        allowed = [self.host.ip]
+        return (Load(f"https://{self.host.ip}/", RPS_PER_TARGET, 900, allowed_hosts=allowed).start(),
+                Load(f"https://{self.host.ip}/api/notes", RPS_PER_TARGET, 900, allowed_hosts=allowed).start())
+
+
+def names(outputs: dict) -> list[str]:
+    c = outputs["containers"]
+    return [c["database"], c["edge"], c["web"], *c["backend"]]
+
+
+def stop(loads: tuple[Load, Load]) -> tuple[int, int, str]:
+    time.sleep(2)
+    reports = [load.stop() for load in loads]
+    return sum(r.total for r in reports), sum(r.failed for r in reports), "; ".join(map(str, reports))
+
+
+@pytest.fixture(scope="module")
+def stack(hosts, tmp_path_factory, request):
+    host = hosts.create("prod")
+    remote = RemoteStack(host, tmp_path_factory.mktemp("remotetest-state"))
+    try:
+        yield remote
+    finally:
+        shutil.rmtree(PROJECT_DIR / ".webstack" / STACK, ignore_errors=True)
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        for key, value in FIGURES.items():
+            (reporter.write_line if reporter else print)(f"[webstack remote figures] {key}: {value}")
+        # hosts' teardown removes the host, its engine's volume and its network.
+
+
+def test_1_prod_from_nothing_onto_a_fresh_host_over_ssh(stack):
+    assert not stack.host.has_docker()
+    result = stack.up(**{"webstack:release": "1.0.0"})
+    FIGURES["prod from nothing (Docker installed, base image sent, 4 images built on the host)"] = \
+        f"{result.seconds:.1f}s"
+    created = {urn.rsplit("::", 1)[1] for urn in result.ops("create")}
+    assert {"host-preflight", "host-bootstrap", "host-base-image", "host-docker"} <= created
+    assert set(stack.health(names(result.outputs)).values()) == {"healthy"}, stack.health(names(result.outputs))
+    status, headers, _ = stack.request("/")
+    assert status == 200 and headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
+    status, headers, _ = stack.request("/", port=80)
+    assert status == 308 and headers["location"] == f"https://{DOMAIN}/"
+    stack.write_note("written on the remote host")
+    again = stack.up(**{"webstack:release": "1.0.0"})
+    FIGURES["no-change re-run"] = f"{again.seconds:.1f}s"
+    assert {op for op, _ in again.operations} == {"same"}, [o for o in again.operations if o[0] != "same"]
+
+
+def test_2_a_release_over_ssh_keeps_serving(stack):
+    loads = stack.loads()
+    result = stack.up(**{"webstack:release": "1.0.1"})
+    total, failed, detail = stop(loads)
+    FIGURES["release 1.0.0->1.0.1"] = f"{result.seconds:.1f}s; {detail}"
+    assert failed == 0, detail
+    assert result.outputs["release"] == "1.0.1"
+    assert stack.running("backend") == sorted(result.outputs["containers"]["backend"])
+    assert "written on the remote host" in stack.notes()
+
+
+def test_3_a_broken_release_fails_and_the_previous_one_keeps_serving(stack):
+    loads = stack.loads()
+    with pytest.raises(ApplyFailed) as failed:
+        stack.up(**{"webstack:release": "1.0.2", "webstack:backend.healthPath": "/no-such-path"})
+    total, dropped, detail = stop(loads)
+    FIGURES["broken release 1.0.2"] = f"failed as expected; {detail}"
+    assert "container failed to be in healthy state" in failed.value.message
+    assert not [op for op, _ in failed.value.operations if op == "delete"]
+    assert dropped == 0, detail
+    assert stack.request("/")[0] == 200
+
+
+def test_4_rolling_back_keeps_serving_and_keeps_the_rows(stack):
+    loads = stack.loads()
+    result = stack.up(**{"webstack:release": "1.0.0"})
+    total, failed, detail = stop(loads)
+    FIGURES["rollback to 1.0.0"] = f"{result.seconds:.1f}s; {detail}"
+    assert failed == 0, detail
+    assert result.outputs["release"] == "1.0.0"
+    assert set(stack.health(names(result.outputs)).values()) == {"healthy"}
+    assert stack.running("backend") == sorted(result.outputs["containers"]["backend"])
+    assert "written on the remote host" in stack.notes()
