@@ -26,7 +26,7 @@ host = RemoteHost("host", settings)
 on_target = pulumi.ResourceOptions(providers={"docker": host.provider})
 
 # Images build only once the host is prepared (Docker installed, base image present).
-images = Images("images", settings, pulumi.ResourceOptions.merge(on_target, pulumi.ResourceOptions(depends_on=host.ready)))
+images = Images("images", settings, on_target)
 networks = Networks("networks", settings, on_target)
 socket = SocketVolume("pgsocket", settings, on_target)
 certificates = Certificates("certificates", settings)
