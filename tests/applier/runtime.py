@@ -27,11 +27,17 @@ from .registration import ApplyingMonitor
 
 
 def _program_modules(project_dir: Path) -> dict[str, ModuleType]:
-    """The program's own modules in sys.modules (the project's tests/ excluded)."""
-    root, tests = str(project_dir.resolve()), str((project_dir / "tests").resolve())
+    """The program's own modules in sys.modules: the project's tests/ excluded, and so is the virtualenv, which
+    lives inside the project (Pulumi.yaml's `virtualenv: venv`): re-importing pulumi itself would give the
+    program a second SDK with no config and no monitor."""
+    root = str(project_dir.resolve()) + os.sep
+    outside = tuple(str(Path(p).resolve()) + os.sep for p in (project_dir / "tests", sys.prefix, sys.base_prefix))
+
+    def is_program(file: str) -> bool:
+        return file.startswith(root) and not file.startswith(outside) and "site-packages" not in file
+
     return {name: module for name, module in list(sys.modules.items())
-            if (getattr(module, "__file__", None) or "").startswith(root + os.sep)
-            and not (module.__file__ or "").startswith(tests + os.sep)}
+            if is_program(getattr(module, "__file__", None) or "")}
 
 
 @contextmanager

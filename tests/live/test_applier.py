@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.applier import ApplyFailed, Deployment
+from tests.stack_config import PROJECT_DIR
 from tests.applier.fixtures import apl_prefix, docker_engine, local_sshd, write_program  # noqa: F401 (fixtures)
 
 live = pytest.mark.live   # needs a Docker engine; the load generator test needs only loopback
@@ -253,3 +254,37 @@ def test_remote_steps_go_over_ssh_with_the_pinned_host_key_only(tmp_path, apl_pr
     assert inspect("network", f"{apl_prefix}-ssh-net") is not None   # created through ssh://
     deployment(local_sshd["hostKey"]).destroy()
     assert (work / "deleted").exists() and inspect("network", f"{apl_prefix}-ssh-net") is None
+
+
+def test_the_program_s_own_virtualenv_is_never_reimported(tmp_path, monkeypatch):
+    # CI keeps the venv inside the project (Pulumi.yaml's `virtualenv: venv`); purging it re-imported pulumi
+    # itself, leaving the program with an empty config and a run that never finished.
+    from tests.applier.runtime import _program_modules
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "wst_apl_fake_sdk.py").write_text("")
+    (tmp_path / "wst_apl_fake_component.py").write_text("")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import wst_apl_fake_component  # noqa: F401
+    import wst_apl_fake_sdk  # noqa: F401
+    modules = _program_modules(tmp_path)
+    assert "wst_apl_fake_component" in modules and "wst_apl_fake_sdk" not in modules
+
+
+def test_invalid_settings_fail_the_run_at_once_and_change_nothing(tmp_path):
+    import signal
+
+    def too_slow(*_):
+        raise TimeoutError("the applier did not return within 60 s")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(60)
+    try:
+        deployment = Deployment(PROJECT_DIR, "dev", tmp_path, config_overrides={"webstack:httpPort": "99999"})
+        with pytest.raises(ApplyFailed, match="webstack:httpPort") as failed:
+            deployment.up()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert failed.value.operations == []
