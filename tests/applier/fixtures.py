@@ -105,3 +105,11 @@ def local_sshd(tmp_path: Path) -> Iterator[dict]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def show_figures(request, title: str, figures: dict[str, str]) -> None:
+    """Print measured figures even when pytest captures output: they are the point of these runs."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        for key, value in figures.items():
+            print(f"[webstack {title} figures] {key}: {value}")

@@ -27,6 +27,7 @@ import yaml
 from components.local_files import SshAccess
 from tests.applier import ApplyFailed, Deployment
 from tests.applier.loadgen import Load
+from tests.applier.fixtures import show_figures
 from tests.live.hosts import TestHost, hosts  # noqa: F401 (fixture)
 from tests.unit.conftest import certificate
 
@@ -138,9 +139,7 @@ def stack(hosts, tmp_path_factory, request):
         yield remote
     finally:
         shutil.rmtree(PROJECT_DIR / ".webstack" / STACK, ignore_errors=True)
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        for key, value in FIGURES.items():
-            (reporter.write_line if reporter else print)(f"[webstack remote figures] {key}: {value}")
+        show_figures(request, "remote", FIGURES)
         # hosts' teardown removes the host, its engine's volume and its network.
 
 

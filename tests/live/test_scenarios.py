@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.applier import ApplyFailed, Deployment
-from tests.applier.fixtures import remove_by_prefix, require_docker
+from tests.applier.fixtures import remove_by_prefix, require_docker, show_figures
 from tests.applier.loadgen import Load
 
 pytestmark = pytest.mark.live
@@ -112,10 +112,7 @@ def stack(tmp_path_factory, request):
         deployment.destroy()
     finally:
         remove_by_prefix(PREFIX)
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled():   # the figures are the point: show them without -s too
-            for key, value in live.figures.items():
-                print(f"[webstack live figures] {key}: {value}")
+        show_figures(request, "live", live.figures)
 
 
 def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, tmp_path):
