@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pulumi
 
-from components.backend import Backend, BackendArgs, generation
+from components.backend import Backend, BackendArgs
 from components.certificates import Certificates
 from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs
@@ -18,14 +18,13 @@ from components.remote_host import RemoteHost
 from components.settings_loader import settings_from_pulumi
 from components.socket_volume import SocketVolume
 from components.web import Web, WebArgs
-from components.web import generation as web_generation
 
 settings = settings_from_pulumi(Path(__file__).resolve().parent)
 
 host = RemoteHost("host", settings)
 on_target = pulumi.ResourceOptions(providers={"docker": host.provider})
 
-# Images build only once the host is prepared (Docker installed, base image present).
+# Images build only once the host is prepared: the Provider they use depends on `host.ready`.
 images = Images("images", settings, on_target)
 networks = Networks("networks", settings, on_target)
 socket = SocketVolume("pgsocket", settings, on_target)
@@ -33,10 +32,9 @@ certificates = Certificates("certificates", settings)
 
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
-backend = Backend(f"backend-{generation(settings)}",
-                  BackendArgs(settings, images.backend, networks.data, networks.app, socket, database.container),
-                  on_target)
-web = Web(f"web-{web_generation(settings)}", WebArgs(settings, images.web, networks.app), on_target)
+backend = Backend("backend", BackendArgs(settings, images.backend, networks.data, networks.app, socket,
+                                         database.container), on_target)
+web = Web("web", WebArgs(settings, images.web, networks.app), on_target)
 edge.route_to(backend, web, certificates)
 
 pulumi.export("url", settings.url)

@@ -1,4 +1,4 @@
-"""One generation of the backend API: the containers of one release and one configuration."""
+"""The backend API: the containers of the current generation (one release and one configuration)."""
 
 from __future__ import annotations
 
@@ -38,21 +38,26 @@ def generation(settings: Settings) -> str:
 
 
 class Backend(pulumi.ComponentResource):
-    """`replicas` API containers: uid 1001, read-only, no capabilities, no published port, the socket mounted."""
+    """`replicas` API containers: uid 1001, read-only, no capabilities, no published port, the socket mounted.
+
+    The component lives as long as the stack; its containers are named after the generation, so each
+    generation's containers are new resources beside the previous ones.
+    """
 
     containers: list[docker.Container]
     names: list[str]
+    generation: str
 
     def __init__(self, name: str, args: BackendArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Backend", name, None, opts)
         settings, backend = args.settings, args.settings.backend
-        gen = generation(settings)
+        self.generation = generation(settings)
         envs = [f"PORT={backend.port}", f"PGHOST={contract.SOCKET_DIR}", f"PGDATABASE={settings.database.name}",
                 f"PGUSER={settings.database.user}"] + [f"{k}={v}" for k, v in sorted(backend.env.items())]
-        self.names = [f"{settings.name_prefix}-backend-{gen}-{i}" for i in range(1, backend.replicas + 1)]
+        self.names = [f"{settings.name_prefix}-backend-{self.generation}-{i}" for i in range(1, backend.replicas + 1)]
         self.containers = [
             docker.Container(
-                f"{name}-{i}", name=container_name, image=args.image.image_name, envs=envs,
+                f"{name}-{self.generation}-{i}", name=container_name, image=args.image.image_name, envs=envs,
                 group_adds=[str(contract.DBSOCK_GID)],   # the socket directory's group: grants the connection
                 mounts=[args.socket.mount("Backend")],
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.data_network.name),
@@ -62,7 +67,7 @@ class Backend(pulumi.ComponentResource):
                            memory_mb=backend.memoryMb, release=settings.release),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database]))
             for i, container_name in enumerate(self.names, start=1)]
-        self.register_outputs({"generation": gen, "containerNames": self.names})
+        self.register_outputs({"generation": self.generation, "containerNames": self.names})
 
 
 def probe(port: int, path: str) -> str:

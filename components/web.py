@@ -31,17 +31,18 @@ class Web(pulumi.ComponentResource):
 
     container: docker.Container
     container_name: str
+    generation: str
 
     def __init__(self, name: str, args: WebArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Web", name, None, opts)
         settings = args.settings
-        gen = generation(settings)
-        self.container_name = f"{settings.name_prefix}-web-{gen}"
+        self.generation = generation(settings)
+        self.container_name = f"{settings.name_prefix}-web-{self.generation}"
         self.container = docker.Container(
-            f"{name}-nginx", name=self.container_name, image=args.image.image_name,
+            f"{name}-{self.generation}-nginx", name=self.container_name, image=args.image.image_name,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{contract.WEB_PORT}/healthz"]),
             **hardened(settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,
                        release=settings.release),
             opts=pulumi.ResourceOptions(parent=self))
-        self.register_outputs({"generation": gen, "containerName": self.container_name})
+        self.register_outputs({"generation": self.generation, "containerName": self.container_name})
