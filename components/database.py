@@ -52,8 +52,8 @@ class Database(pulumi.ComponentResource):
             healthcheck=healthcheck(["pg_isready", "-q", "-h", contract.SOCKET_DIR], start_period="30s"),
             # SIGINT is PostgreSQL's fast shutdown: clean (checkpointed) without waiting for clients to leave.
             stop_signal="SIGINT",
-            **{**hardened(settings, "database", user=f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
-                          memory_mb=settings.database.memoryMb),
-               "destroy_grace_seconds": 60, "wait_timeout": 180},   # first start runs initdb
+            # A longer wait: the first start runs initdb. A longer grace: a clean shutdown writes a checkpoint.
+            **hardened(settings, "database", user=f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
+                       memory_mb=settings.database.memoryMb, wait_timeout=180, grace_seconds=60),
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"containerName": self.container.name, "dataVolume": self.data_volume.name})

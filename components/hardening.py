@@ -29,7 +29,7 @@ def healthcheck(command: list[str], start_period: str = "10s") -> docker.Contain
 
 
 def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, release: str | None = None,
-             tmpfs: dict[str, str] | None = None) -> dict:
+             tmpfs: dict[str, str] | None = None, wait_timeout: int = 60, grace_seconds: int = 30) -> dict:
     """Keyword arguments for docker.Container shared by every container webstack runs."""
     return dict(
         user=user,
@@ -46,6 +46,6 @@ def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, releas
         labels=labels(settings, role, release),
         must_run=True,
         wait=True,
-        wait_timeout=60,   # how long a release may take to turn healthy before the update fails
-        destroy_grace_seconds=30,
+        wait_timeout=wait_timeout,   # how long a container may take to turn healthy before the update fails
+        destroy_grace_seconds=grace_seconds,
     )
