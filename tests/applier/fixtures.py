@@ -113,3 +113,9 @@ def show_figures(request, title: str, figures: dict[str, str]) -> None:
     with capture.global_and_fixture_disabled():
         for key, value in figures.items():
             print(f"[webstack {title} figures] {key}: {value}")
+
+
+def container_names(outputs: dict) -> list[str]:
+    """Every container the program's `containers` output names."""
+    c = outputs["containers"]
+    return [c["database"], c["edge"], c["web"], *c["backend"]]

@@ -40,6 +40,20 @@ class LoadReport:
                 + (f" {dict(sorted(self.failures_by_kind.items()))}" if self.failures_by_kind else ""))
 
 
+@dataclass
+class LoadSummary:
+    total: int
+    failed: int
+    detail: str   # one report per load
+
+
+def stop_all(loads: Iterable["Load"], tail: float = 2.0) -> LoadSummary:
+    """Stop loads after a short tail (requests just after an update still count) and sum their reports."""
+    time.sleep(tail)
+    reports = [load.stop() for load in loads]
+    return LoadSummary(sum(r.total for r in reports), sum(r.failed for r in reports), "; ".join(map(str, reports)))
+
+
 def check_target(url: str, allowed_hosts: Iterable[str] = ()) -> None:
     """Refuse any target but loopback or an explicitly allowed test host."""
     host = urlsplit(url).hostname or ""

@@ -17,7 +17,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -26,8 +25,8 @@ import yaml
 
 from components.local_files import SshAccess
 from tests.applier import ApplyFailed, Deployment
-from tests.applier.loadgen import Load
-from tests.applier.fixtures import show_figures
+from tests.applier.loadgen import Load, stop_all
+from tests.applier.fixtures import container_names, show_figures
 from tests.live.hosts import TestHost, hosts  # noqa: F401 (fixture)
 from tests.unit.conftest import certificate
 
@@ -120,17 +119,6 @@ class RemoteStack:
                 Load(f"https://{self.host.ip}/api/notes", RPS_PER_TARGET, 900, allowed_hosts=allowed).start())
 
 
-def names(outputs: dict) -> list[str]:
-    c = outputs["containers"]
-    return [c["database"], c["edge"], c["web"], *c["backend"]]
-
-
-def stop(loads: tuple[Load, Load]) -> tuple[int, int, str]:
-    time.sleep(2)
-    reports = [load.stop() for load in loads]
-    return sum(r.total for r in reports), sum(r.failed for r in reports), "; ".join(map(str, reports))
-
-
 @pytest.fixture(scope="module")
 def stack(hosts, tmp_path_factory, request):
     host = hosts.create("prod")
@@ -150,7 +138,8 @@ def test_1_prod_from_nothing_onto_a_fresh_host_over_ssh(stack):
         f"{result.seconds:.1f}s"
     created = {urn.rsplit("::", 1)[1] for urn in result.ops("create")}
     assert {"host-preflight", "host-bootstrap", "host-base-image", "host-docker"} <= created
-    assert set(stack.health(names(result.outputs)).values()) == {"healthy"}, stack.health(names(result.outputs))
+    health = stack.health(container_names(result.outputs))
+    assert set(health.values()) == {"healthy"}, health
     status, headers, _ = stack.request("/")
     assert status == 200 and headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
     status, headers, _ = stack.request("/", port=80)
@@ -164,9 +153,9 @@ def test_1_prod_from_nothing_onto_a_fresh_host_over_ssh(stack):
 def test_2_a_release_over_ssh_keeps_serving(stack):
     loads = stack.loads()
     result = stack.up(**{"webstack:release": "1.0.1"})
-    total, failed, detail = stop(loads)
-    FIGURES["release 1.0.0->1.0.1"] = f"{result.seconds:.1f}s; {detail}"
-    assert failed == 0, detail
+    load = stop_all(loads)
+    FIGURES["release 1.0.0->1.0.1"] = f"{result.seconds:.1f}s; {load.detail}"
+    assert load.failed == 0, load.detail
     assert result.outputs["release"] == "1.0.1"
     assert stack.running("backend") == sorted(result.outputs["containers"]["backend"])
     assert "written on the remote host" in stack.notes()
@@ -176,21 +165,21 @@ def test_3_a_broken_release_fails_and_the_previous_one_keeps_serving(stack):
     loads = stack.loads()
     with pytest.raises(ApplyFailed) as failed:
         stack.up(**{"webstack:release": "1.0.2", "webstack:backend.healthPath": "/no-such-path"})
-    total, dropped, detail = stop(loads)
-    FIGURES["broken release 1.0.2"] = f"failed as expected; {detail}"
+    load = stop_all(loads)
+    FIGURES["broken release 1.0.2"] = f"failed as expected; {load.detail}"
     assert "container failed to be in healthy state" in failed.value.message
     assert not [op for op, _ in failed.value.operations if op == "delete"]
-    assert dropped == 0, detail
+    assert load.failed == 0, load.detail
     assert stack.request("/")[0] == 200
 
 
 def test_4_rolling_back_keeps_serving_and_keeps_the_rows(stack):
     loads = stack.loads()
     result = stack.up(**{"webstack:release": "1.0.0"})
-    total, failed, detail = stop(loads)
-    FIGURES["rollback to 1.0.0"] = f"{result.seconds:.1f}s; {detail}"
-    assert failed == 0, detail
+    load = stop_all(loads)
+    FIGURES["rollback to 1.0.0"] = f"{result.seconds:.1f}s; {load.detail}"
+    assert load.failed == 0, load.detail
     assert result.outputs["release"] == "1.0.0"
-    assert set(stack.health(names(result.outputs)).values()) == {"healthy"}
+    assert set(stack.health(container_names(result.outputs)).values()) == {"healthy"}
     assert stack.running("backend") == sorted(result.outputs["containers"]["backend"])
     assert "written on the remote host" in stack.notes()

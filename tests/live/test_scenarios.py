@@ -11,7 +11,6 @@ import json
 import socket
 import ssl
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import pytest
 import yaml
 
 from tests.applier import ApplyFailed, Deployment
-from tests.applier.fixtures import remove_by_prefix, require_docker, show_figures
-from tests.applier.loadgen import Load
+from tests.applier.fixtures import container_names, remove_by_prefix, require_docker, show_figures
+from tests.applier.loadgen import Load, stop_all
 
 pytestmark = pytest.mark.live
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -85,21 +84,6 @@ def health(name: str) -> str:
     return out.stdout.strip() or out.stderr.strip()
 
 
-def all_names(outputs: dict) -> list[str]:
-    c = outputs["containers"]
-    return [c["database"], c["edge"], c["web"], *c["backend"]]
-
-
-def describe(reports) -> str:
-    return "; ".join(str(r) for r in reports)
-
-
-def stop_loads(loads: tuple[Load, Load], tail: float = 2.0):
-    time.sleep(tail)   # requests just after the update still count
-    reports = [load.stop() for load in loads]
-    return reports, sum(r.total for r in reports), sum(r.failed for r in reports)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
     require_docker()
@@ -118,8 +102,8 @@ def stack(tmp_path_factory, request):
 def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, tmp_path):
     result = stack.up(**{"webstack:release": "r1"})
     stack.figures["cold deploy (images cached)"] = f"{result.seconds:.1f}s"
-    assert all(health(name) == "healthy" for name in all_names(result.outputs)), \
-        {name: health(name) for name in all_names(result.outputs)}
+    assert all(health(name) == "healthy" for name in container_names(result.outputs)), \
+        {name: health(name) for name in container_names(result.outputs)}
     stack.write_note("written by the cold-deploy test")
     again = stack.up(**{"webstack:release": "r1"})
     stack.figures["no-change re-run"] = f"{again.seconds:.1f}s"
@@ -136,10 +120,10 @@ def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, t
 def test_2_a_new_release_under_load_drops_no_request_and_leaves_only_its_containers(stack):
     loads = stack.load()
     result = stack.up(**{"webstack:release": "r2"})
-    reports, total, failed = stop_loads(loads)
-    stack.figures["release update r1->r2"] = f"{result.seconds:.1f}s, {total} requests, {failed} failed ({describe(reports)})"
-    assert failed == 0, reports
-    assert total / (result.seconds + 2) >= 50
+    load = stop_all(loads)
+    stack.figures["release update r1->r2"] = f"{result.seconds:.1f}s, {load.total} requests, {load.failed} failed ({load.detail})"
+    assert load.failed == 0, load.detail
+    assert load.total / (result.seconds + 2) >= 50
     c = result.outputs["containers"]
     assert stack.containers("backend") == sorted(c["backend"]) and stack.containers("web") == [c["web"]]
     stack.write_note("written on release r2")
@@ -149,13 +133,13 @@ def test_3_a_broken_release_fails_while_the_previous_one_keeps_serving(stack):
     loads = stack.load()
     with pytest.raises(ApplyFailed) as failed:
         stack.up(**{"webstack:release": "r3", "webstack:backend.healthPath": "/no-such-path"})
-    reports, total, dropped = stop_loads(loads)
-    stack.figures["broken release r3"] = f"failed as expected; {total} requests, {dropped} failed ({describe(reports)})"
+    load = stop_all(loads)
+    stack.figures["broken release r3"] = f"failed as expected; {load.total} requests, {load.failed} failed ({load.detail})"
     assert "container failed to be in healthy state" in failed.value.message
     assert not [op for op, _ in failed.value.operations if op == "delete"]
-    assert dropped == 0, reports
+    assert load.failed == 0, load.detail
     good = stack.up(**{"webstack:release": "r4"})
-    assert all(health(name) == "healthy" for name in all_names(good.outputs))
+    assert all(health(name) == "healthy" for name in container_names(good.outputs))
     assert stack.containers("backend") == sorted(good.outputs["containers"]["backend"])
     stack.write_note("written on release r4")
 
@@ -163,9 +147,9 @@ def test_3_a_broken_release_fails_while_the_previous_one_keeps_serving(stack):
 def test_4_rolling_back_to_the_previous_release_keeps_serving_and_keeps_every_row(stack):
     loads = stack.load()
     result = stack.up(**{"webstack:release": "r2"})
-    reports, total, failed = stop_loads(loads)
-    stack.figures["rollback r4->r2"] = f"{result.seconds:.1f}s, {total} requests, {failed} failed ({describe(reports)})"
-    assert failed == 0, reports
+    load = stop_all(loads)
+    stack.figures["rollback r4->r2"] = f"{result.seconds:.1f}s, {load.total} requests, {load.failed} failed ({load.detail})"
+    assert load.failed == 0, load.detail
     assert result.outputs["release"] == "r2"
     assert set(stack.notes_written) <= set(stack.notes())
 
