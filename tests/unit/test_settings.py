@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -102,11 +102,10 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("case,values,secrets,path,words", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
 def test_bad_input_is_refused_naming_the_key(case, values, secrets, path, words):
-    values = {k: v for k, v in values.items()}
     raw = {"release": "v1", **values}
     if raw["release"] is None:
         del raw["release"]
-    raw = {k: (__import__("json").dumps(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    raw = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     with pytest.raises(ConfigError) as error:
         load_settings(raw, set(secrets), "test", PROJECT_DIR)
     message = str(error.value)
