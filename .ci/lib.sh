@@ -31,3 +31,22 @@ ensure_base_image() {
   step "building the offline base image (debootstrap + docker import)"
   bash "$ROOT/containers/base/build-base-image.sh" debian:bookworm-slim
 }
+
+TOOLCHAIN_BIN="${PULUMI_TOOLCHAIN_BIN:-$HOME/.cache/pulumi-toolchain/bin}"
+
+# The Pulumi engine: a `pulumi` already on PATH, else the pinned toolchain built from Go modules (cached under
+# ~/.cache/pulumi-toolchain; seconds when nothing changed), else a message saying exactly what to install.
+ensure_toolchain() {
+  if command -v pulumi >/dev/null && [ "${WEBSTACK_BUILD_TOOLCHAIN:-}" != 1 ]; then
+    return 0
+  fi
+  if command -v go >/dev/null; then
+    step "Pulumi toolchain (tools/pulumi-toolchain/build.sh)"
+    OUT_DIR="$TOOLCHAIN_BIN" bash "$ROOT/tools/pulumi-toolchain/build.sh"
+    export PATH="$TOOLCHAIN_BIN:$PATH"
+    return 0
+  fi
+  echo "missing: the Pulumi CLI, and Go to build it. Either install Pulumi (curl -fsSL https://get.pulumi.com | sh)" >&2
+  echo "         or install Go 1.25.11+ (https://go.dev/dl) and run this again: it builds the pinned toolchain." >&2
+  return 1
+}

@@ -25,7 +25,7 @@ if ! command -v go >/dev/null; then
 fi
 
 # A part is rebuilt only when its stamp (its files, Go's version and the pinned versions) changes.
-stamp_of() { (cd "$HERE" && find "$@" -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum; go version; cat versions.env) | sha256sum | cut -c1-16; }
+stamp_of() { (cd "$HERE" && find "$@" -type f ! -name '*.md' ! -name schema.json ! -name bridge-metadata.json ! -name '.schema-inputs.sha256' -print0 | sort -z | xargs -0 sha256sum; go version; cat versions.env) | sha256sum | cut -c1-16; }
 up_to_date() { [ -f "$OUT_DIR/.stamp-$1" ] && [ "$(cat "$OUT_DIR/.stamp-$1")" = "$2" ]; }
 
 build_cli() {
@@ -63,5 +63,23 @@ for provider in docker command random; do
   fi
 done
 
+# Into the engine's plugin cache at their exact versions: that is where `pulumi up` looks for a provider of the
+# version the Python SDK asks for (plugins on PATH are taken at any version, with a warning).
+for provider in docker command random; do
+  binary="$OUT_DIR/pulumi-resource-$provider"
+  [ -x "$binary" ] || continue
+  version_var="$(echo "$provider" | tr a-z A-Z)_VERSION"
+  version="${!version_var:-}"
+  [ -n "$version" ] || { echo "versions.env has no $version_var" >&2; exit 1; }
+  cached="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-$provider-v$version/pulumi-resource-$provider"
+  if [ -f "$cached" ] && cmp -s "$binary" "$cached"; then
+    step "plugin resource $provider v$version: installed"
+  else
+    step "plugin resource $provider v$version: installing into the plugin cache"
+    "$OUT_DIR/pulumi" plugin install resource "$provider" "$version" --file "$binary" --reinstall >/dev/null
+  fi
+done
+
 step "installed in $OUT_DIR"
 "$OUT_DIR/pulumi" version
+"$OUT_DIR/pulumi" plugin ls

@@ -2,6 +2,11 @@
 package provider
 
 import (
+	"context"
+	"errors"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+
 	pf "github.com/pulumi/pulumi-terraform-bridge/v3/pkg/pf/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge"
 	"github.com/pulumi/pulumi-terraform-bridge/v3/pkg/tfbridge/tokens"
@@ -30,7 +35,10 @@ func Provider(metadata []byte) tfbridge.ProviderInfo {
 		Repository:   "https://github.com/pulumi/pulumi-random",
 		Version:      Version,
 		MetadataInfo: tfbridge.NewProviderMetadata(metadata),
-		Resources:    map[string]*tfbridge.ResourceInfo{},
+		Resources: map[string]*tfbridge.ResourceInfo{
+			// random_bytes has no "id" attribute; like pulumi-random, use the base64 result as the ID.
+			"random_bytes": {ComputeID: bytesID},
+		},
 		Python: &tfbridge.PythonInfo{
 			RespectSchemaVersion: true,
 		},
@@ -43,4 +51,18 @@ func Provider(metadata []byte) tfbridge.ProviderInfo {
 	}
 	prov.MustComputeTokens(tokens.SingleModule("random_", "index", makeToken))
 	return prov
+}
+
+func bytesID(_ context.Context, state resource.PropertyMap) (resource.ID, error) {
+	b, ok := state["base64"]
+	if !ok {
+		return "", errors.New("random_bytes: no base64 property in state")
+	}
+	if b.IsSecret() {
+		b = b.SecretValue().Element
+	}
+	if !b.IsString() {
+		return "", errors.New("random_bytes: base64 property is not a string")
+	}
+	return resource.ID(b.StringValue()), nil
 }
