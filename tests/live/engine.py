@@ -102,7 +102,8 @@ class EngineStack:
             "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "PATH": f"{TOOLCHAIN_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            # Providers come from the plugin cache at the exact versions the SDKs ask for, never from PATH.
+            "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
         }
         self.name = stack
         self.stack = auto.create_or_select_stack(
