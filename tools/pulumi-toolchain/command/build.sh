@@ -4,7 +4,8 @@
 # Go structs (pulumi-go-provider infer), so there is no generated file to refresh.
 set -euo pipefail
 
-VERSION=1.2.1
+source "$(dirname "${BASH_SOURCE[0]}")/../versions.env"
+VERSION=$COMMAND_VERSION
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT_DIR="${1:-${OUT_DIR:-$HOME/.cache/pulumi-toolchain/bin}}"
 

@@ -53,19 +53,19 @@ func Provider(metadata []byte) bridge.ProviderInfo {
 	}
 
 	prov := bridge.ProviderInfo{
-		P:                 p,
-		Name:              "docker",
-		Version:           Version,
-		DisplayName:       "Docker",
-		Publisher:         "Pulumi",
-		Description:       "A Pulumi package for interacting with Docker in Pulumi programs",
-		Keywords:          []string{"pulumi", "docker"},
-		License:           "Apache-2.0",
-		Homepage:          "https://pulumi.io",
-		Repository:        "https://github.com/pulumi/pulumi-docker",
-		GitHubOrg:         "kreuzwerker",
-		UpstreamRepoPath:  ".",
-		MetadataInfo:      bridge.NewProviderMetadata(metadata),
+		P:                p,
+		Name:             "docker",
+		Version:          Version,
+		DisplayName:      "Docker",
+		Publisher:        "Pulumi",
+		Description:      "A Pulumi package for interacting with Docker in Pulumi programs",
+		Keywords:         []string{"pulumi", "docker"},
+		License:          "Apache-2.0",
+		Homepage:         "https://pulumi.io",
+		Repository:       "https://github.com/pulumi/pulumi-docker",
+		GitHubOrg:        "kreuzwerker",
+		UpstreamRepoPath: ".",
+		MetadataInfo:     bridge.NewProviderMetadata(metadata),
 		Config: map[string]*bridge.SchemaInfo{
 			"host": {
 				Default: &bridge.DefaultInfo{EnvVars: []string{"DOCKER_HOST"}},
