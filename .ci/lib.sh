@@ -44,6 +44,8 @@ ensure_toolchain() {
     step "Pulumi toolchain (tools/pulumi-toolchain/build.sh)"
     OUT_DIR="$TOOLCHAIN_BIN" bash "$ROOT/tools/pulumi-toolchain/build.sh"
     export PATH="$TOOLCHAIN_BIN:$PATH"
+    # The providers come from the plugin cache at the exact versions the SDKs ask for, not from PATH.
+    export PULUMI_IGNORE_AMBIENT_PLUGINS=true
     return 0
   fi
   echo "missing: the Pulumi CLI, and Go to build it. Either install Pulumi (curl -fsSL https://get.pulumi.com | sh)" >&2

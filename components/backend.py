@@ -17,7 +17,7 @@ from .socket_volume import SocketVolume
 @dataclass(frozen=True)
 class BackendArgs:
     settings: Settings
-    image: docker.Image
+    image: docker.RemoteImage
     data_network: docker.Network
     app_network: docker.Network
     socket: SocketVolume
@@ -57,7 +57,7 @@ class Backend(pulumi.ComponentResource):
         self.names = [f"{settings.name_prefix}-backend-{self.generation}-{i}" for i in range(1, backend.replicas + 1)]
         self.containers = [
             docker.Container(
-                f"{name}-{self.generation}-{i}", name=container_name, image=args.image.image_name, envs=envs,
+                f"{name}-{self.generation}-{i}", name=container_name, image=args.image.name, envs=envs,
                 group_adds=[str(contract.DBSOCK_GID)],   # the socket directory's group: grants the connection
                 mounts=[args.socket.mount("Backend")],
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.data_network.name),

@@ -16,7 +16,7 @@ from .socket_volume import SocketVolume
 @dataclass(frozen=True)
 class DatabaseArgs:
     settings: Settings
-    image: docker.Image
+    image: docker.RemoteImage
     network: docker.Network
     socket: SocketVolume
 
@@ -43,7 +43,7 @@ class Database(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-postgres",
             name=f"{settings.name_prefix}-db",
-            image=args.image.image_name,
+            image=args.image.name,
             envs=[f"WEBSTACK_DB_NAME={settings.database.name}", f"WEBSTACK_DB_USER={settings.database.user}"],
             group_adds=[str(contract.DBSOCK_GID)],   # unix_socket_group: postgres must be a member to chgrp the socket
             mounts=[docker.ContainerMountArgs(type="volume", source=self.data_volume.name, target=contract.PGDATA),

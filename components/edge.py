@@ -19,7 +19,7 @@ from .web import Web
 @dataclass(frozen=True)
 class EdgeArgs:
     settings: Settings
-    image: docker.Image
+    image: docker.RemoteImage
     app_network: docker.Network
     public_network: docker.Network
     host: RemoteHost
@@ -51,7 +51,7 @@ class Edge(pulumi.ComponentResource):
             ports.append(docker.ContainerPortArgs(internal=contract.EDGE_HTTPS_PORT, external=settings.httpsPort,
                                                   ip=settings.publishAddress))
         self.container = docker.Container(
-            f"{name}-nginx", name=f"{settings.name_prefix}-edge", image=args.image.image_name, ports=ports,
+            f"{name}-nginx", name=f"{settings.name_prefix}-edge", image=args.image.name, ports=ports,
             mounts=[docker.ContainerMountArgs(type="volume", source=self.config_volume.name,
                                               target=contract.EDGE_CONFIG_DIR)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.public_network.name),

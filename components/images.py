@@ -1,8 +1,11 @@
 """Builds the four images of containers/ on the target's own Docker engine: no registry is needed.
 
 The backend and web images are tagged with the release, so every release's image stays on the engine and a
-rollback needs no rebuild (pulumi-docker never deletes a built image). The database and edge images are
-long-lived: they are tagged with a digest of what goes into them, so a new release does not replace them.
+rollback needs no rebuild (`keep_locally`: deleting the resource leaves the image). The database and edge images
+are long-lived: they are tagged with a digest of what goes into them, so a new release does not replace them.
+Each is a `docker.RemoteImage` with a `build`: the provider's Terraform resource, built by the engine's classic
+builder (`use_legacy_builder`: no buildx, no registry, FROM a local base image). The digest of the context is
+a trigger, so changed files rebuild the image even under the same tag.
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ def context_digest(context: Path, extra: dict[str, str] | None = None) -> str:
 
 
 class Images(pulumi.ComponentResource):
-    """One docker.Image per service, built from containers/ (or the user's own contexts) FROM `baseImage`."""
+    """One docker.RemoteImage per service, built from containers/ (or the user's own contexts) FROM `baseImage`."""
 
-    database: docker.Image
-    backend: docker.Image
-    web: docker.Image
-    edge: docker.Image
+    database: docker.RemoteImage
+    backend: docker.RemoteImage
+    web: docker.RemoteImage
+    edge: docker.RemoteImage
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Images", name, None, opts)
@@ -46,23 +49,24 @@ class Images(pulumi.ComponentResource):
                                 tag=context_digest(containers / "edge"))
         self.backend = self._build("backend", settings.backend)
         self.web = self._build("web", settings.frontend)
-        self.register_outputs({role: image.image_name for role, image in self.by_role().items()})
+        self.register_outputs({role: image.name for role, image in self.by_role().items()})
 
-    def by_role(self) -> dict[str, docker.Image]:
+    def by_role(self) -> dict[str, docker.RemoteImage]:
         return {"db": self.database, "edge": self.edge, "backend": self.backend, "web": self.web}
 
-    def _build(self, role: str, build: Build) -> docker.Image:
+    def _build(self, role: str, build: Build) -> docker.RemoteImage:
         context = self._settings.context_path(build)
         return self._image(role, context, build.dockerfile, {}, tag=self._settings.release)
 
-    def _image(self, role: str, context: Path, dockerfile: str, args: dict[str, str], tag: str) -> docker.Image:
-        return docker.Image(
+    def _image(self, role: str, context: Path, dockerfile: str, args: dict[str, str], tag: str) -> docker.RemoteImage:
+        build_args = {"BASE_IMAGE": self._settings.baseImage, **args}
+        return docker.RemoteImage(
             f"{self._name}-{role}",
-            image_name=f"{self._settings.name_prefix}-{role}:{tag}",
-            build=docker.DockerBuildArgs(
-                context=str(context), dockerfile=str(context / dockerfile),
-                args={"BASE_IMAGE": self._settings.baseImage, **args},
+            name=f"{self._settings.name_prefix}-{role}:{tag}",
+            build=docker.RemoteImageBuildArgs(
+                context=str(context), dockerfile=dockerfile, build_args=build_args,
                 # The classic builder needs neither buildx nor a registry for FROM a local base image.
-                builder_version="BuilderV1"),
-            skip_push=True,
+                use_legacy_builder=True),
+            triggers={"context": context_digest(context, build_args)},
+            keep_locally=True,
             opts=pulumi.ResourceOptions(parent=self))

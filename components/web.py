@@ -16,7 +16,7 @@ from .settings import Settings
 @dataclass(frozen=True)
 class WebArgs:
     settings: Settings
-    image: docker.Image
+    image: docker.RemoteImage
     app_network: docker.Network
 
 
@@ -39,7 +39,7 @@ class Web(pulumi.ComponentResource):
         self.generation = generation(settings)
         self.container_name = f"{settings.name_prefix}-web-{self.generation}"
         self.container = docker.Container(
-            f"{name}-{self.generation}-nginx", name=self.container_name, image=args.image.image_name,
+            f"{name}-{self.generation}-nginx", name=self.container_name, image=args.image.name,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{contract.WEB_PORT}/healthz"]),
             **hardened(settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,

@@ -87,8 +87,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
-        if args.typ == "docker:index/image:Image":
-            state["repoDigest"] = "sha256:" + "0" * 64
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            state["imageId"] = "sha256:" + "0" * 64
         elif args.typ == "pulumi-python:dynamic:Resource" and "domain" in state:
             state["certPem"], state["keyPem"] = self_signed.generate(state["domain"])
         elif args.typ in ("docker:index/volume:Volume", "docker:index/network:Network",

@@ -41,7 +41,7 @@ def test_each_stack_declares_every_component(stack, request):
     run = request.getfixturevalue(stack)
     assert set(COMPONENTS) <= component_types(run)
     assert {"backend", "web", "edge", "database"} <= set(run.containers())
-    assert len(run.of_type("docker:index/image:Image")) == 4
+    assert len(run.of_type("docker:index/remoteImage:RemoteImage")) == 4
     assert len(run.of_type("docker:index/network:Network")) == 3
 
 
@@ -159,20 +159,21 @@ def test_long_lived_containers_do_not_change_with_the_release(dev, dev_next_rele
 
 def test_release_images_are_tagged_with_the_release(dev_next_release):
     for role in ("backend", "web"):
-        assert dev_next_release.named(f"images-{role}").inputs["imageName"].endswith(":dev-2")
+        assert dev_next_release.named(f"images-{role}").inputs["name"].endswith(":dev-2")
 
 
 def test_edge_and_database_images_are_tagged_by_content(dev, dev_next_release):
     for role in ("edge", "db"):
-        tag = dev.named(f"images-{role}").inputs["imageName"]
-        assert tag == dev_next_release.named(f"images-{role}").inputs["imageName"]
+        tag = dev.named(f"images-{role}").inputs["name"]
+        assert tag == dev_next_release.named(f"images-{role}").inputs["name"]
         assert "dev-1" not in tag
 
 
 def test_images_build_from_the_configured_base_image(dev):
-    for image in dev.of_type("docker:index/image:Image"):
-        assert image.inputs["build"]["args"]["BASE_IMAGE"] == "debian:bookworm-slim"
-        assert image.inputs["skipPush"] is True
+    for image in dev.of_type("docker:index/remoteImage:RemoteImage"):
+        assert image.inputs["build"]["buildArgs"]["BASE_IMAGE"] == "debian:bookworm-slim"
+        assert image.inputs["build"]["useLegacyBuilder"] is True   # no buildx on the target's engine
+        assert image.inputs["keepLocally"] is True                 # rollback reuses a release's image
 
 
 def test_edge_switches_only_after_backend_is_healthy(dev):
