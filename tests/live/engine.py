@@ -51,8 +51,12 @@ class EngineRun:
     output: str
 
     def names(self, op: str) -> list[str]:
-        """Logical names of the resources that had `op` (create, update, delete, replace, same, ...)."""
-        return sorted(urn.rsplit("::", 1)[-1] for o, urn in self.steps if o == op)
+        """Logical names of the resources that had `op` (create, update, delete, replace, same, ...).
+
+        Provider instances are left out: they are the engine's plumbing, not what the program declares (the
+        dynamic-resource provider shows as an update in some previews and changes nothing)."""
+        return sorted(urn.rsplit("::", 1)[-1] for o, urn in self.steps
+                      if o == op and "::pulumi:providers:" not in urn)
 
     @property
     def changed(self) -> int:
@@ -164,8 +168,9 @@ class EngineStack:
             outputs = {k: v.value for k, v in (getattr(result, "outputs", None) or {}).items()}
         return EngineRun(outputs, changes, steps, seconds, "\n".join(lines))
 
-    def up(self, secrets: Mapping[str, Any] | None = None, **overrides: Any) -> EngineRun:
-        return self._run("up", overrides, secrets)
+    def up(self, secrets: Mapping[str, Any] | None = None, refresh: bool = False, **overrides: Any) -> EngineRun:
+        """`pulumi up`; with refresh, `pulumi up --refresh` (drift is read from the engine first)."""
+        return self._run("up", overrides, secrets, **({"refresh": True} if refresh else {}))
 
     def preview(self, secrets: Mapping[str, Any] | None = None, **overrides: Any) -> EngineRun:
         return self._run("preview", overrides, secrets, diff=True)
@@ -177,7 +182,8 @@ class EngineStack:
         return self._run("destroy", {}, None)
 
     def history(self) -> list[auto.UpdateSummary]:
-        return self.stack.history()
+        """Every entry of `pulumi stack history`, newest first (the CLI pages by 10 unless asked)."""
+        return self.stack.history(page_size=10_000, page=1)
 
     def export(self) -> dict:
         """`pulumi stack export` as stored: secrets stay ciphertext (the SDK's export_stack shows them)."""

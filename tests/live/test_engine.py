@@ -161,3 +161,15 @@ def test_6_a_program_error_fails_the_update_with_its_message_and_changes_nothing
 def test_7_destroy_removes_everything(stack):
     stack.destroy()
     assert not stack.export().get("resources")
+
+
+def test_invalid_webstack_settings_fail_preview_and_up_at_once_with_the_key_and_no_traceback(tmp_path):
+    """The real program on the real engine: a user mistake is one clear error before anything exists."""
+    bad = EngineStack(PROJECT_DIR, "badconfig", tmp_path,
+                      config={"webstack:release": "r1", "webstack:httpPort": 99999})
+    for command in (bad.preview, bad.up):
+        with pytest.raises(EngineFailed) as failed:
+            command()
+        assert "webstack:httpPort" in failed.value.message, failed.value.message
+        assert "Traceback" not in failed.value.message, failed.value.message
+    assert not (bad.export().get("resources") or [])[1:]   # nothing but (at most) the stack itself

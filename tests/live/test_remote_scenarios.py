@@ -1,4 +1,4 @@
-"""The prod stack, deployed for real from nothing onto a fresh test host over ssh, through the test applier.
+"""The prod stack, deployed for real from nothing onto a fresh test host over ssh, through the Pulumi engine.
 
 The host (tests/live/hosts.py) starts without Docker. One `up` runs the whole program as Pulumi would: the
 preflight (local, the system ssh with the pinned key), the bootstrap (remote, installs docker.io), the base
@@ -13,7 +13,6 @@ are never touched. Figures are printed at the end (-s shows them as they come).
 from __future__ import annotations
 
 import shlex
-import shutil
 import socket
 import ssl
 import subprocess
@@ -24,10 +23,11 @@ import pytest
 import yaml
 
 from components.local_files import SshAccess
-from tests.applier import ApplyFailed, Deployment
-from tests.applier.loadgen import Load, stop_all
-from tests.applier.fixtures import container_names, show_figures
+from tests.live.engine import EngineFailed, EngineStack
 from tests.live.hosts import TestHost, hosts  # noqa: F401 (fixture)
+from tests.live.loadgen import Load, stop_all
+from tests.live.support import container_names, show_figures
+from tests.live.test_engine import require_toolchain
 from tests.unit.conftest import certificate
 
 pytestmark = pytest.mark.live
@@ -53,13 +53,10 @@ class RemoteStack:
             "webstack:tls": {"mode": "provided", "certificate": self.cert, "privateKey": key}}
         self.tls = ssl.create_default_context(cadata=self.cert)   # trusts exactly the test certificate
         self.notes_written: list[str] = []
-
-    def deployment(self, **overrides: object) -> Deployment:
-        return Deployment(PROJECT_DIR, STACK, self.state_dir, config_overrides={**self.base, **overrides},
-                          secret_overrides=self.secrets)
+        self.engine = EngineStack(PROJECT_DIR, STACK, state_dir, config=self.base, secrets=self.secrets)
 
     def up(self, **overrides: object):
-        return self.deployment(**overrides).up()
+        return self.engine.up(**overrides)
 
     def request(self, path: str, *, port: int = 443, method: str = "GET", body: Optional[str] = None
                 ) -> tuple[int, dict[str, str], str]:
@@ -91,7 +88,7 @@ class RemoteStack:
 
     def access(self) -> SshAccess:
         """The operator-side files the program wrote for this stack (same options as its Provider)."""
-        state = PROJECT_DIR / ".webstack" / STACK
+        state = self.engine.work_dir / ".webstack" / STACK
         return SshAccess(host=self.host.ip, port=22, user="deploy", known_hosts=state / "known_hosts",
                          identity=state / "deploy_key")
 
@@ -121,12 +118,12 @@ class RemoteStack:
 
 @pytest.fixture(scope="module")
 def stack(hosts, tmp_path_factory, request):
+    require_toolchain()
     host = hosts.create("prod")
-    remote = RemoteStack(host, tmp_path_factory.mktemp("remotetest-state"))
+    remote = RemoteStack(host, tmp_path_factory.mktemp("remotetest"))
     try:
         yield remote
     finally:
-        shutil.rmtree(PROJECT_DIR / ".webstack" / STACK, ignore_errors=True)
         show_figures(request, "remote", FIGURES)
         # hosts' teardown removes the host, its engine's volume and its network.
 
@@ -136,8 +133,8 @@ def test_1_prod_from_nothing_onto_a_fresh_host_over_ssh(stack):
     result = stack.up(**{"webstack:release": "1.0.0"})
     FIGURES["prod from nothing (Docker installed, base image sent, 4 images built on the host)"] = \
         f"{result.seconds:.1f}s"
-    created = {urn.rsplit("::", 1)[1] for urn in result.ops("create")}
-    assert {"host-preflight", "host-bootstrap", "host-base-image", "host-docker"} <= created
+    created = set(result.names("create"))
+    assert {"host-preflight", "host-bootstrap", "host-base-image"} <= created, result.steps
     health = stack.health(container_names(result.outputs))
     assert set(health.values()) == {"healthy"}, health
     status, headers, _ = stack.request("/")
@@ -146,8 +143,8 @@ def test_1_prod_from_nothing_onto_a_fresh_host_over_ssh(stack):
     assert status == 308 and headers["location"] == f"https://{DOMAIN}/"
     stack.write_note("written on the remote host")
     again = stack.up(**{"webstack:release": "1.0.0"})
-    FIGURES["no-change re-run"] = f"{again.seconds:.1f}s"
-    assert {op for op, _ in again.operations} == {"same"}, [o for o in again.operations if o[0] != "same"]
+    FIGURES["no-change up"] = f"{again.seconds:.1f}s, {again.changes}"
+    assert again.changed == 0, [step for step in again.steps if step[0] != "same"]
 
 
 def test_2_a_release_over_ssh_keeps_serving(stack):
@@ -163,12 +160,12 @@ def test_2_a_release_over_ssh_keeps_serving(stack):
 
 def test_3_a_broken_release_fails_and_the_previous_one_keeps_serving(stack):
     loads = stack.loads()
-    with pytest.raises(ApplyFailed) as failed:
+    with pytest.raises(EngineFailed) as failed:
         stack.up(**{"webstack:release": "1.0.2", "webstack:backend.healthPath": "/no-such-path"})
     load = stop_all(loads)
     FIGURES["broken release 1.0.2"] = f"failed as expected; {load.detail}"
     assert "container failed to be in healthy state" in failed.value.message
-    assert not [op for op, _ in failed.value.operations if op == "delete"]
+    assert not [urn for op, urn in failed.value.steps if op == "delete"], failed.value.steps
     assert load.failed == 0, load.detail
     assert stack.request("/")[0] == 200
 

@@ -1,8 +1,9 @@
-"""The webstack program deployed for real through the test applier (`pulumi up` as tests can run it here).
+"""The webstack program deployed for real through the Pulumi engine (Automation API, tools/pulumi-toolchain).
 
-One stack (`livetest`, the dev stack's settings on free loopback ports) goes through six scenarios in order:
-a cold deploy seen by a real browser, a release under load, a broken release, a rollback, a database
-replacement plus destroy/redeploy, and drift. Figures are printed at the end (run with -s to see them live).
+One stack (`livetest`, the dev stack's settings on free loopback ports, its own file backend) goes through the
+scenarios in order: a cold deploy seen by a real browser and a no-change `up`, the preview of a release, a release
+under load, a broken release, a rollback, a database update plus destroy/redeploy with the protected volume, drift
+found by refresh, and the stack's history. Figures are printed at the end (run with -s to see them live).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.applier import ApplyFailed, Deployment
-from tests.applier.fixtures import container_names, remove_by_prefix, require_docker, show_figures
-from tests.applier.loadgen import Load, stop_all
+from tests.live.engine import EngineFailed, EngineStack
+from tests.live.loadgen import Load, stop_all
+from tests.live.support import container_names, remove_by_prefix, require_docker, show_figures
+from tests.live.test_engine import require_toolchain
 
 pytestmark = pytest.mark.live
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -38,21 +40,17 @@ def free_port() -> int:
 class LiveStack:
     """The livetest stack: deploy it with overrides, talk to it through the edge, look at its containers."""
 
-    def __init__(self, state_dir: Path):
-        self.state_dir = state_dir
+    def __init__(self, directory: Path):
         self.http_port, self.https_port = free_port(), free_port()
         dev = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
-        self.base = {**dev, "webstack:httpPort": self.http_port, "webstack:httpsPort": self.https_port}
+        base = {**dev, "webstack:httpPort": self.http_port, "webstack:httpsPort": self.https_port}
+        self.engine = EngineStack(PROJECT_DIR, STACK, directory, config=base)
         self.url = f"https://localhost:{self.https_port}"
         self.notes_written: list[str] = []
         self.figures: dict[str, str] = {}
 
-    def deployment(self, refresh: bool = False, **overrides: object) -> Deployment:
-        return Deployment(PROJECT_DIR, STACK, self.state_dir, config_overrides={**self.base, **overrides},
-                          refresh=refresh)
-
     def up(self, refresh: bool = False, **overrides: object):
-        return self.deployment(refresh, **overrides).up()
+        return self.engine.up(refresh=refresh, **overrides)
 
     def request(self, path: str, body: dict | None = None) -> tuple[int, object]:
         data = json.dumps(body).encode() if body is not None else None
@@ -78,6 +76,9 @@ class LiveStack:
                              text=True, check=True).stdout
         return sorted(out.split())
 
+    def urn(self, name: str) -> str:
+        return next(r["urn"] for r in self.engine.export()["resources"] if r["urn"].endswith(f"::{name}"))
+
 
 def health(name: str) -> str:
     out = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", name], capture_output=True, text=True)
@@ -87,13 +88,14 @@ def health(name: str) -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
     require_docker()
+    require_toolchain()
     remove_by_prefix(PREFIX)
-    live = LiveStack(tmp_path_factory.mktemp("livetest-state"))
+    live = LiveStack(tmp_path_factory.mktemp("livetest"))
     yield live
     try:
-        deployment = live.deployment()
-        deployment.unprotect("database-data")
-        deployment.destroy()
+        if live.engine.export().get("resources"):
+            live.engine.cli("state", "unprotect", live.urn("database-data"), "--yes")
+            live.engine.destroy()
     finally:
         remove_by_prefix(PREFIX)
         show_figures(request, "live", live.figures)
@@ -101,13 +103,13 @@ def stack(tmp_path_factory, request):
 
 def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, tmp_path):
     result = stack.up(**{"webstack:release": "r1"})
-    stack.figures["cold deploy (images cached)"] = f"{result.seconds:.1f}s"
+    stack.figures["cold deploy"] = f"{result.seconds:.1f}s, {result.changes}"
     assert all(health(name) == "healthy" for name in container_names(result.outputs)), \
         {name: health(name) for name in container_names(result.outputs)}
     stack.write_note("written by the cold-deploy test")
     again = stack.up(**{"webstack:release": "r1"})
-    stack.figures["no-change re-run"] = f"{again.seconds:.1f}s"
-    assert {op for op, _ in again.operations} == {"same"}
+    stack.figures["no-change up"] = f"{again.seconds:.1f}s, {again.changes}"
+    assert again.changed == 0 and set(again.changes) == {"same"}, again.changes
     dom = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
@@ -117,7 +119,20 @@ def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, t
     assert 'data-state="up"' in dom
 
 
-def test_2_a_new_release_under_load_drops_no_request_and_leaves_only_its_containers(stack):
+def test_2_the_preview_of_a_release_names_exactly_what_changes(stack):
+    before = {role: stack.containers(role) for role in ("backend", "web", "database", "edge")}
+    plan = stack.engine.preview(**{"webstack:release": "r2"})
+    created, deleted = plan.names("create"), plan.names("delete")
+    assert [n.split("-")[0] for n in created] == ["backend", "web"] and all("-r2-" in n for n in created), plan.steps
+    assert [n.split("-")[0] for n in deleted] == ["backend", "web"] and all("-r1-" in n for n in deleted), plan.steps
+    assert plan.names("update") == ["edge-switch"], [u for o, u in plan.steps if o == "update"]
+    assert plan.names("replace") == ["images-backend", "images-web"], plan.steps   # tagged with the release
+    same = plan.names("same")
+    assert {"database-postgres", "database-data", "edge-nginx", "images-db", "images-edge"} <= set(same)
+    assert {role: stack.containers(role) for role in before} == before   # a preview changes nothing
+
+
+def test_3_a_new_release_under_load_drops_no_request_and_leaves_only_its_containers(stack):
     loads = stack.load()
     result = stack.up(**{"webstack:release": "r2"})
     load = stop_all(loads)
@@ -129,14 +144,14 @@ def test_2_a_new_release_under_load_drops_no_request_and_leaves_only_its_contain
     stack.write_note("written on release r2")
 
 
-def test_3_a_broken_release_fails_while_the_previous_one_keeps_serving(stack):
+def test_4_a_broken_release_fails_while_the_previous_one_keeps_serving(stack):
     loads = stack.load()
-    with pytest.raises(ApplyFailed) as failed:
+    with pytest.raises(EngineFailed) as failed:
         stack.up(**{"webstack:release": "r3", "webstack:backend.healthPath": "/no-such-path"})
     load = stop_all(loads)
     stack.figures["broken release r3"] = f"failed as expected; {load.total} requests, {load.failed} failed ({load.detail})"
     assert "container failed to be in healthy state" in failed.value.message
-    assert not [op for op, _ in failed.value.operations if op == "delete"]
+    assert not [urn for op, urn in failed.value.steps if op == "delete"], failed.value.steps
     assert load.failed == 0, load.detail
     good = stack.up(**{"webstack:release": "r4"})
     assert all(health(name) == "healthy" for name in container_names(good.outputs))
@@ -144,7 +159,7 @@ def test_3_a_broken_release_fails_while_the_previous_one_keeps_serving(stack):
     stack.write_note("written on release r4")
 
 
-def test_4_rolling_back_to_the_previous_release_keeps_serving_and_keeps_every_row(stack):
+def test_5_rolling_back_to_the_previous_release_keeps_serving_and_keeps_every_row(stack):
     loads = stack.load()
     result = stack.up(**{"webstack:release": "r2"})
     load = stop_all(loads)
@@ -154,16 +169,22 @@ def test_4_rolling_back_to_the_previous_release_keeps_serving_and_keeps_every_ro
     assert set(stack.notes_written) <= set(stack.notes())
 
 
-def test_5_replacing_the_database_container_and_destroying_the_stack_keep_every_row(stack):
-    replaced = stack.up(**{"webstack:release": "r2", "webstack:database.memoryMb": 384})
-    assert any(urn.endswith("::database-postgres") for urn in replaced.ops("replace")), replaced.operations
+def test_6_replacing_the_database_container_and_destroying_the_stack_keep_every_row(stack):
+    # memoryMb also sizes postgresql.conf, which is built into the database image: a new image, a new container.
+    updated = stack.up(**{"webstack:release": "r2", "webstack:database.memoryMb": 384})
+    assert "database-postgres" in updated.names("replace"), [s for s in updated.steps if s[0] != "same"]
     assert set(stack.notes_written) <= set(stack.notes())
-    deployment = stack.deployment(**{"webstack:release": "r2", "webstack:database.memoryMb": 384})
-    with pytest.raises(ApplyFailed, match="protected"):
-        deployment.destroy()
-    deployment.unprotect("database-data")
-    deployment.destroy()
-    volume = replaced.outputs["dataVolume"]
+    volume = updated.outputs["dataVolume"]
+    # The real engine deletes what it can and stops at the protected volume (the applier refused up front):
+    # the update fails, the data volume and its rows stay.
+    with pytest.raises(EngineFailed, match="protected"):
+        stack.engine.destroy()
+    assert subprocess.run(["docker", "volume", "inspect", volume], capture_output=True).returncode == 0
+    stack.up(**{"webstack:release": "r2", "webstack:database.memoryMb": 384})
+    assert set(stack.notes_written) <= set(stack.notes())
+    # Unprotected, the destroy completes, and retain_on_delete still keeps the volume on the engine.
+    stack.engine.cli("state", "unprotect", stack.urn("database-data"), "--yes")
+    stack.engine.destroy()
     assert subprocess.run(["docker", "volume", "inspect", volume], capture_output=True).returncode == 0
     assert stack.containers("database") == []
     redeployed = stack.up(**{"webstack:release": "r2"})
@@ -171,12 +192,20 @@ def test_5_replacing_the_database_container_and_destroying_the_stack_keep_every_
     assert set(stack.notes_written) <= set(stack.notes())
 
 
-def test_6_a_container_removed_by_hand_is_drift_and_the_next_run_recreates_it(stack):
+def test_7_a_container_removed_by_hand_is_drift_that_refresh_finds_and_up_recreates(stack):
     before = stack.up(**{"webstack:release": "r2"})
     web = before.outputs["containers"]["web"]
     subprocess.run(["docker", "rm", "-f", web], check=True, capture_output=True)
     result = stack.up(refresh=True, **{"webstack:release": "r2"})
-    assert [urn.rsplit("::", 1)[1] for urn in result.ops("drift")] == [f"web-{web.split('-web-', 1)[1]}-nginx"] \
-        or len(result.ops("drift")) == 1, result.operations
+    assert [n for n in result.names("create")] == [f"web-{web.split('-web-', 1)[1]}-nginx"], result.steps
     assert health(web) == "healthy"
     assert urllib.request.urlopen(stack.url, context=TLS, timeout=10).status == 200
+
+
+def test_8_the_stack_history_has_every_update_with_its_config(stack):
+    history = stack.engine.history()
+    updates = [h for h in history if h.kind == "update"]
+    releases = [h.config["webstack:release"].value for h in reversed(updates)]
+    assert releases[:5] == ["r1", "r1", "r2", "r3", "r4"], releases
+    assert [h.result for h in reversed(updates)][3] == "failed"     # the broken release is recorded as failed
+    stack.figures["history"] = f"{len(history)} entries ({len(updates)} updates): releases {releases}"

@@ -3,7 +3,7 @@
 Only loopback targets (127.0.0.0/8, ::1, localhost) or addresses the caller explicitly allows: tests must not
 send traffic anywhere else. It always stops by itself (after `seconds`, or max_requests).
 
-    python -m tests.applier.loadgen https://localhost:8443/ --rps 50 --seconds 20
+    python -m tests.live.loadgen https://localhost:8443/ --rps 50 --seconds 20
 """
 
 from __future__ import annotations
