@@ -1,0 +1,35 @@
+"""`python -m ops <command>`: the operator commands (rollback, status, logs, backup, restore, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ops.errors import OpsError
+
+COMMANDS = ()   # module names under ops/, each with register(subparsers) -> sets func
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m ops", description="webstack operator commands")
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"ops.{name}").register(sub)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except OpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
