@@ -31,5 +31,5 @@ def select(stack: str, project_dir: Path = PROJECT_DIR, env: dict[str, str] | No
                                         pulumi_command=pulumi_command())
         return auto.Stack.select(stack, workspace)
     except auto.StackNotFoundError as exc:
-        raise OpsError(f"no stack named {stack!r} in this backend ({os.environ.get('PULUMI_BACKEND_URL', 'the '
-                       'default backend')}): `pulumi stack ls` lists them") from exc
+        backend = os.environ.get("PULUMI_BACKEND_URL", "the default backend")
+        raise OpsError(f"no stack named {stack!r} in {backend}: `pulumi stack ls` lists them") from exc
