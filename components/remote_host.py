@@ -120,7 +120,7 @@ class RemoteHost(pulumi.ComponentResource):
             opts: pulumi.ResourceOptions) -> Command:
         """A command on the target: `docker ...` runs against the same engine the Provider uses."""
         if self.connection is None:
-            return local.Command(name, create=f"docker -H {self.docker_host} {create}", stdin=stdin,
+            return local.Command(name, create=f"docker -H {shlex.quote(self.docker_host)} {create}", stdin=stdin,
                                  triggers=list(triggers), logging=local.Logging.STDOUT_AND_STDERR, opts=opts)
         return remote.Command(name, connection=self.connection, create=f"docker {create}", stdin=stdin,
                               triggers=list(triggers), logging=remote.Logging.STDOUT_AND_STDERR, opts=opts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import shlex
 import tarfile
 from pathlib import Path
 from typing import Mapping
@@ -28,6 +29,8 @@ _environment = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,   # these are config files and shell scripts, not HTML
 )
+# `{{ value | sh }}`: every value a shell script gets is one quoted word, whatever validation let through.
+_environment.filters["sh"] = shlex.quote
 
 # Mozilla intermediate (guidelines 6.0) cipher list for TLS 1.2; TLS 1.3 suites are not configurable in nginx.
 MOZILLA_INTERMEDIATE_CIPHERS = ":".join([

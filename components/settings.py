@@ -16,12 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from . import pem
 
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
-RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")    # a valid image tag and container-name part
-SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
+# Every pattern is used with fullmatch and ends in \Z: `$` also matches before a trailing newline ("v1\n").
+HOSTNAME = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z", re.I)
+RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}\Z")    # a valid image tag and container-name part
+STACK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")      # a file name and a container-name part
+SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+HOST_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}\Z")
+URL_PATH = re.compile(r"/[A-Za-z0-9/_.-]*\Z")
+# A local engine's socket, as a path of plain characters: the value reaches `docker -H` and ssh-free shells.
+# tcp:// is refused: webstack has no settings for the engine's TLS, and a plain tcp:// engine is root for anyone
+# on the network.
+DOCKER_HOST = re.compile(r"unix://(/[A-Za-z0-9._-]+)+\Z")
 ACME_LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 
@@ -37,12 +44,19 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def is_hostname_or_ip(value: str) -> bool:
+def is_ip_address(value: str) -> bool:
+    """An IPv4 or IPv6 address without a zone id: `fe80::1%*` would be a wildcard pattern in known_hosts."""
+    if "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
         return True
     except ValueError:
-        return bool(HOSTNAME.match(value))
+        return False
+
+
+def is_hostname_or_ip(value: str) -> bool:
+    return is_ip_address(value) or bool(HOSTNAME.fullmatch(value))
 
 
 class Target(Model):
@@ -69,7 +83,7 @@ class Target(Model):
     @field_validator("user")
     @classmethod
     def _user(cls, v: str) -> str:
-        if not UNIX_USER.match(v):
+        if not UNIX_USER.fullmatch(v):
             raise ValueError(f"'{v}' is not a valid Unix user name")
         if v == "root":
             raise ValueError("deploying as root is refused; create a 'deploy' user in the docker group")
@@ -81,7 +95,7 @@ class Target(Model):
         if v is None:
             return v
         v = " ".join(v.split()[:2])   # drop a trailing comment, as in a known_hosts or .pub line
-        if not HOST_KEY.match(v):
+        if not HOST_KEY.fullmatch(v):
             raise ValueError("expected one public key line like 'ssh-ed25519 AAAAC3...' "
                              "(get it out of band, or compare `ssh-keyscan -t ed25519 HOST`)")
         return v
@@ -89,8 +103,13 @@ class Target(Model):
     @field_validator("dockerHost")
     @classmethod
     def _docker_host(cls, v: str) -> str:
-        if not re.match(r"^(unix|tcp)://.+", v):
-            raise ValueError(f"'{v}' must start with unix:// or tcp:// (ssh targets use kind: ssh)")
+        if v.startswith("tcp://"):
+            raise ValueError("tcp:// engines are refused: webstack has no TLS settings for them and a plain tcp:// "
+                             "engine is root for anyone who reaches the port; use the engine's unix:// socket, or "
+                             "kind: ssh for another host")
+        if not DOCKER_HOST.fullmatch(v):
+            raise ValueError("must be unix:///path/to/docker.sock (letters, digits, '.', '_', '-' and '/' only; "
+                             "ssh targets use kind: ssh)")
         return v
 
     @model_validator(mode="after")
@@ -135,7 +154,7 @@ class Database(Model):
     @field_validator("name", "user")
     @classmethod
     def _sql_name(cls, v: str) -> str:
-        if not SQL_NAME.match(v) or v == "postgres":
+        if not SQL_NAME.fullmatch(v) or v == "postgres":
             raise ValueError(f"'{v}' must be a lower-case SQL identifier other than 'postgres'")
         return v
 
@@ -156,14 +175,14 @@ class Backend(Build):
     @field_validator("healthPath")
     @classmethod
     def _path(cls, v: str) -> str:
-        if not re.match(r"^/[A-Za-z0-9/_.-]*$", v):
+        if not URL_PATH.fullmatch(v):
             raise ValueError(f"'{v}' must be a URL path starting with '/'")
         return v
 
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in v if not ENV_NAME.match(k)]
+        bad = [k for k in v if not ENV_NAME.fullmatch(k)]
         if bad:
             raise ValueError(f"invalid variable name(s): {', '.join(bad)}")
         return v
@@ -190,10 +209,19 @@ class Settings(Model):
     backend: Backend = Backend()
     frontend: Frontend = Frontend()
 
+    @field_validator("stack")
+    @classmethod
+    def _stack(cls, v: str) -> str:
+        # The name becomes a directory name under .webstack/ and part of every container name.
+        if not STACK.fullmatch(v):
+            raise ValueError("the stack name must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+                             "letter or digit; create the stack under such a name (pulumi stack init NAME)")
+        return v
+
     @field_validator("release")
     @classmethod
     def _release(cls, v: str) -> str:
-        if not RELEASE.match(v):
+        if not RELEASE.fullmatch(v):
             raise ValueError(f"'{v}' must be 1-40 characters of letters, digits, '.', '_' or '-', "
                              "starting with a letter or digit (it becomes an image tag)")
         return v
@@ -201,17 +229,16 @@ class Settings(Model):
     @field_validator("domain")
     @classmethod
     def _domain(cls, v: str) -> str:
-        if not HOSTNAME.match(v):
+        if not HOSTNAME.fullmatch(v):
             raise ValueError(f"'{v}' is not a valid hostname")
         return v.lower()
 
     @field_validator("publishAddress")
     @classmethod
     def _address(cls, v: str) -> str:
-        try:
-            ipaddress.ip_address(v)
-        except ValueError:
-            raise ValueError(f"'{v}' is not an IP address (use 0.0.0.0 to publish on every interface)") from None
+        if not is_ip_address(v):
+            raise ValueError(f"{v!r} is not an IP address without a zone id "
+                             "(use 0.0.0.0 to publish on every interface)")
         return v
 
     @model_validator(mode="after")

@@ -121,7 +121,7 @@ def test_known_hosts_pins_exactly_one_key_with_the_port_form():
 def test_host_scripts_are_valid_posix_shell(template, tmp_path):
     if template.endswith("bootstrap.sh.j2"):
         text = rendering.render_bootstrap(settings(), "20.10")
-        assert "/srv/webstack/dev" in text and '"20.10"' in text
+        assert "deploy_root=/srv/webstack/dev\n" in text and "min_docker=20.10\n" in text
     else:
         text = rendering.render(template)
     script = tmp_path / "script.sh"
