@@ -14,6 +14,7 @@ from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs
 from components.images import Images
 from components.networks import Networks
+from components.release_gate import ReleaseGate
 from components.remote_host import RemoteHost
 from components.settings_loader import settings_from_pulumi
 from components.socket_volume import SocketVolume
@@ -35,7 +36,9 @@ edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.publi
 backend = Backend("backend", BackendArgs(settings, images.backend, networks.data, networks.app, socket,
                                          database.container), on_target)
 web = Web("web", WebArgs(settings, images.web, networks.app), on_target)
-edge.route_to(backend, web, certificates)
+gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation}", [*backend.names, web.container_name],
+                   [*backend.containers, web.container])
+edge.route_to(backend, web, certificates, gate)
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)

@@ -64,7 +64,7 @@ class Backend(pulumi.ComponentResource):
                                    docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
                 healthcheck=healthcheck(["python3", "-c", probe(backend.port, backend.healthPath)]),
                 **hardened(settings, "backend", user=f"{contract.BACKEND_UID}:{contract.BACKEND_UID}",
-                           memory_mb=backend.memoryMb, release=settings.release),
+                           memory_mb=backend.memoryMb, release=settings.release, wait=False),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database]))
             for i, container_name in enumerate(self.names, start=1)]
         self.register_outputs({"generation": self.generation, "containerNames": self.names})

@@ -11,6 +11,7 @@ from . import contract, rendering
 from .backend import Backend
 from .certificates import Certificates
 from .hardening import hardened, healthcheck
+from .release_gate import ReleaseGate
 from .remote_host import Command, RemoteHost
 from .settings import Settings
 from .web import Web
@@ -62,8 +63,8 @@ class Edge(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"containerName": self.container.name})
 
-    def route_to(self, backend: Backend, web: Web, certificates: Certificates) -> Command:
-        """Point the edge at this release; runs only once the release's containers are created and healthy."""
+    def route_to(self, backend: Backend, web: Web, certificates: Certificates, gate: ReleaseGate) -> Command:
+        """Point the edge at this release; runs only once the release gate found its containers healthy."""
         settings = self._args.settings
         site = rendering.render_edge_site(settings, backend.names, [web.container_name])
         if certificates.present:
@@ -79,5 +80,5 @@ class Edge(pulumi.ComponentResource):
             stdin=bundle,
             # A replaced edge container starts from its volume; re-apply anyway so it always has this release.
             triggers=[self.container.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*backend.containers, web.container, self.container]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[gate.check, self.container]))
         return self.switch

@@ -23,13 +23,21 @@ def labels(settings: Settings, role: str, release: str | None = None) -> list[do
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(values.items())]
 
 
-def healthcheck(command: list[str], start_period: str = "10s") -> docker.ContainerHealthcheckArgs:
-    return docker.ContainerHealthcheckArgs(tests=["CMD", *command], interval="2s", timeout="3s",
-                                           start_period=start_period, retries=5)
+# A container that never turns healthy is unhealthy START_PERIOD + INTERVAL * RETRIES seconds after it starts:
+# the release gate (release_gate.py) fails on that, so these numbers bound how long a bad release takes to fail.
+START_PERIOD_SECONDS = 10
+HEALTH_INTERVAL_SECONDS = 2
+HEALTH_RETRIES = 3
+
+
+def healthcheck(command: list[str], start_period: str = f"{START_PERIOD_SECONDS}s") -> docker.ContainerHealthcheckArgs:
+    return docker.ContainerHealthcheckArgs(tests=["CMD", *command], interval=f"{HEALTH_INTERVAL_SECONDS}s",
+                                           timeout="3s", start_period=start_period, retries=HEALTH_RETRIES)
 
 
 def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, release: str | None = None,
-             tmpfs: dict[str, str] | None = None, wait_timeout: int = 60, grace_seconds: int = 30) -> dict:
+             tmpfs: dict[str, str] | None = None, wait_timeout: int = 60, grace_seconds: int = 30,
+             wait: bool = True) -> dict:
     """Keyword arguments for docker.Container shared by every container webstack runs."""
     return dict(
         user=user,
@@ -45,7 +53,9 @@ def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, releas
         log_opts=LOG_OPTS,
         labels=labels(settings, role, release),
         must_run=True,
-        wait=True,
-        wait_timeout=wait_timeout,   # how long a container may take to turn healthy before the update fails
+        # Long-lived containers wait for healthy in the provider; a release's containers (wait=False) are
+        # watched by the release gate, which fails faster and says why.
+        wait=wait,
+        wait_timeout=wait_timeout,
         destroy_grace_seconds=grace_seconds,
     )

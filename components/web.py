@@ -43,6 +43,6 @@ class Web(pulumi.ComponentResource):
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{contract.WEB_PORT}/healthz"]),
             **hardened(settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,
-                       release=settings.release),
+                       release=settings.release, wait=False),
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"generation": self.generation, "containerName": self.container_name})

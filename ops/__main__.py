@@ -8,7 +8,7 @@ import sys
 
 from ops.errors import OpsError
 
-COMMANDS = ()   # module names under ops/, each with register(subparsers) -> sets func
+COMMANDS = ("status", "logs")   # module names under ops/, each with register(subparsers) -> sets func
 
 
 def parser() -> argparse.ArgumentParser:

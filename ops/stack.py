@@ -10,7 +10,9 @@ from pulumi import automation as auto
 
 from ops.errors import OpsError
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The project whose stacks the commands work on (its Pulumi.<stack>.yaml files hold their config): this one,
+# or WEBSTACK_PROJECT_DIR (tests run commands against private copies of the project).
+PROJECT_DIR = Path(os.environ.get("WEBSTACK_PROJECT_DIR") or Path(__file__).resolve().parents[1])
 TOOLCHAIN_BIN = Path(os.environ.get("PULUMI_TOOLCHAIN_BIN", Path.home() / ".cache/pulumi-toolchain/bin"))
 
 

@@ -66,9 +66,9 @@ class EngineRun:
 class EngineFailed(Exception):
     """An engine command that failed: `message` has the engine's diagnostics; `steps` what it had started."""
 
-    def __init__(self, message: str, steps: list[tuple[str, str]]):
+    def __init__(self, message: str, steps: list[tuple[str, str]], seconds: float = 0.0):
         super().__init__(message)
-        self.message, self.steps = message, steps
+        self.message, self.steps, self.seconds = message, steps, seconds
 
 
 def _copy_project(source: Path, target: Path) -> Path:
@@ -158,7 +158,7 @@ class EngineStack:
         try:
             result = getattr(self.stack, command)(on_event=on_event, on_output=lines.append, color="never", **kwargs)
         except auto.CommandError as exc:
-            raise EngineFailed(f"{command} failed:\n{exc}", steps) from exc
+            raise EngineFailed(f"{command} failed:\n{exc}", steps, time.monotonic() - started) from exc
         seconds = time.monotonic() - started
         if command == "preview":
             changes = {str(k.value if hasattr(k, "value") else k): v for k, v in result.change_summary.items()}

@@ -9,16 +9,20 @@ found by refresh, and the stack's history. Figures are printed at the end (run w
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import ssl
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.live.engine import EngineFailed, EngineStack
+from components.hardening import START_PERIOD_SECONDS
+from tests.live.engine import TOOLCHAIN_BIN, EngineFailed, EngineStack
 from tests.live.loadgen import Load, stop_all
 from tests.live.support import container_names, remove_by_prefix, require_docker, show_figures
 from tests.live.test_engine import require_toolchain
@@ -144,19 +148,46 @@ def test_3_a_new_release_under_load_drops_no_request_and_leaves_only_its_contain
     stack.write_note("written on release r2")
 
 
-def test_4_a_broken_release_fails_while_the_previous_one_keeps_serving(stack):
+def test_4_a_broken_release_fails_fast_with_its_diagnostics_while_the_previous_one_keeps_serving(stack):
     loads = stack.load()
     with pytest.raises(EngineFailed) as failed:
         stack.up(**{"webstack:release": "r3", "webstack:backend.healthPath": "/no-such-path"})
     load = stop_all(loads)
-    stack.figures["broken release r3"] = f"failed as expected; {load.total} requests, {load.failed} failed ({load.detail})"
-    assert "container failed to be in healthy state" in failed.value.message
+    message = failed.value.message
+    gate_seconds = int(re.search(r"failed after (\d+) s", message)[1])
+    stack.figures["broken release r3 (never healthy)"] = \
+        f"update failed in {failed.value.seconds:.1f}s, gate after {gate_seconds}s; {load.total} requests, {load.failed} failed"
+    assert "turned unhealthy" in message, message
+    assert gate_seconds <= START_PERIOD_SECONDS + 10, message
+    assert "--- health check output of" in message and "--- last 50 log lines of" in message, message
+    assert "/no-such-path" in message, message          # the probe's own output names what failed
     assert not [urn for op, urn in failed.value.steps if op == "delete"], failed.value.steps
     assert load.failed == 0, load.detail
+    assert not [c for c in stack.containers("backend") if "-r3-" in c], "the failed release's containers stay"
     good = stack.up(**{"webstack:release": "r4"})
     assert all(health(name) == "healthy" for name in container_names(good.outputs))
     assert stack.containers("backend") == sorted(good.outputs["containers"]["backend"])
     stack.write_note("written on release r4")
+
+
+def test_4b_a_release_whose_backend_exits_at_start_fails_in_seconds_with_its_log(stack, tmp_path):
+    context = tmp_path / "crashing-backend"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nUSER 1001\n"
+        'CMD ["sh", "-c", "echo webstack-test: missing DATABASE_SETTINGS, giving up; exit 3"]\n')
+    loads = stack.load()
+    with pytest.raises(EngineFailed) as failed:
+        stack.up(**{"webstack:release": "r4-crash", "webstack:backend.context": str(context)})
+    load = stop_all(loads)
+    message = failed.value.message
+    gate_seconds = int(re.search(r"failed after (\d+) s", message)[1])
+    stack.figures["broken release (exits at start)"] = \
+        f"update failed in {failed.value.seconds:.1f}s, gate after {gate_seconds}s; {load.total} requests, {load.failed} failed"
+    assert gate_seconds < 15, message
+    assert "missing DATABASE_SETTINGS, giving up" in message, message
+    assert load.failed == 0, load.detail
+    assert not [c for c in stack.containers("backend") if "-r4-crash-" in c]
 
 
 def test_5_rolling_back_to_the_previous_release_keeps_serving_and_keeps_every_row(stack):
@@ -206,6 +237,33 @@ def test_8_the_stack_history_has_every_update_with_its_config(stack):
     history = stack.engine.history()
     updates = [h for h in history if h.kind == "update"]
     releases = [h.config["webstack:release"].value for h in reversed(updates)]
-    assert releases[:5] == ["r1", "r1", "r2", "r3", "r4"], releases
-    assert [h.result for h in reversed(updates)][3] == "failed"     # the broken release is recorded as failed
+    assert releases[:6] == ["r1", "r1", "r2", "r3", "r4", "r4-crash"], releases
+    results = [h.result for h in reversed(updates)]
+    assert results[3] == results[5] == "failed"     # the broken releases are recorded as failed
     stack.figures["history"] = f"{len(history)} entries ({len(updates)} updates): releases {releases}"
+
+
+def ops_command(stack: LiveStack, *args: str) -> subprocess.CompletedProcess:
+    """`python -m ops ...` as an operator runs it, against this test stack's backend and project copy."""
+    env = {**os.environ, **stack.engine.env, "WEBSTACK_PROJECT_DIR": str(stack.engine.work_dir),
+           "PATH": f"{TOOLCHAIN_BIN}:{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "ops", *args], capture_output=True, text=True, env=env,
+                          cwd=PROJECT_DIR, timeout=120)
+
+
+def test_9_status_and_logs_describe_the_running_stack(stack):
+    result = ops_command(stack, "status", "--stack", STACK, "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    services = {row["service"] for row in status["services"]}
+    assert services == {"edge", "web", "backend", "database"}, status
+    assert {row["health"] for row in status["services"]} == {"healthy"}, status
+    assert "days left" in status["certificate"]
+    table = ops_command(stack, "status", "--stack", STACK).stdout
+    stack.figures["ops status"] = "\n" + table
+    stack.write_note("a note to find in the logs")
+    logs = ops_command(stack, "logs", "--stack", STACK, "edge", "--since", "10m", "--grep", "POST /api/notes")
+    assert logs.returncode == 0, logs.stderr
+    assert "POST /api/notes" in logs.stdout and all("POST /api/notes" in line for line in logs.stdout.splitlines())
+    wrong = ops_command(stack, "logs", "--stack", STACK, "frontend")
+    assert wrong.returncode == 2 and "unknown service frontend" in wrong.stderr and "Traceback" not in wrong.stderr

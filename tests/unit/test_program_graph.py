@@ -45,16 +45,26 @@ def test_each_stack_declares_every_component(stack, request):
     assert len(run.of_type("docker:index/network:Network")) == 3
 
 
+def gate(run: ProgramRun):
+    return only_named(run, "release-gate-")
+
+
+def only_named(run: ProgramRun, prefix: str):
+    found = [r for r in run.resources if r.name.startswith(prefix) and r.custom]
+    assert len(found) == 1, [r.name for r in found]
+    return found[0]
+
+
 def test_prod_prepares_the_remote_host_over_ssh(prod):
     names = {r.name for r in prod.of_type("command:remote:Command")}
-    assert {"host-bootstrap", "edge-switch"} <= names
+    assert {"host-bootstrap", "edge-switch", gate(prod).name} <= names
     # The preflight runs the operator's own ssh (its errors are the only ones precise enough); nothing else
     # runs locally.
     assert {r.name for r in prod.of_type("command:local:Command")} == {"host-preflight"}
 
 
 def test_dev_runs_its_commands_on_the_local_engine(dev):
-    assert {r.name for r in dev.of_type("command:local:Command")} == {"edge-switch"}
+    assert {r.name for r in dev.of_type("command:local:Command")} == {"edge-switch", gate(dev).name}
     assert not dev.of_type("command:remote:Command")
 
 
@@ -176,11 +186,13 @@ def test_images_build_from_the_configured_base_image(dev):
         assert image.inputs["keepLocally"] is True                 # rollback reuses a release's image
 
 
-def test_edge_switches_only_after_backend_is_healthy(dev):
-    switch = dev.named("edge-switch")
+def test_edge_switches_only_after_the_release_gate_passed(dev):
+    switch, check = dev.named("edge-switch"), gate(dev)
+    assert check.urn in switch.dependencies
+    script = check.inputs["create"]
     for container in dev.containers()["backend"] + dev.containers()["web"]:
-        assert container.urn in switch.dependencies
-        assert container.inputs["wait"] is True and container.inputs["healthcheck"]["tests"]
+        assert container.urn in check.dependencies and container.inputs["name"] in script
+        assert container.inputs["healthcheck"]["tests"]
 
 
 def test_edge_switch_routes_to_this_release_containers(dev):

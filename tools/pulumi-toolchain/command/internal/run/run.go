@@ -139,7 +139,7 @@ func (c *Capture) Failure(what string, err error) error {
 	msg := fmt.Sprintf("%s command failed%s: %v", what, code, err)
 	if c.secret {
 		msg += "\n(output withheld: stdin is a secret)"
-	} else if tail := Tail(out, 30, 4096); tail != "" {
+	} else if tail := Tail(out, 80, 16384); tail != "" {
 		msg += "\n--- output (last lines) ---\n" + tail
 	}
 	return errors.New(msg)

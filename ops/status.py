@@ -1,0 +1,73 @@
+"""`python -m ops status --stack NAME`: what runs now, per service, and how well."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+from ops import stack as stacks
+from ops.target import Target, settings_of
+
+ROLE_ORDER = ("edge", "web", "backend", "database")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("status", help="containers, images, releases, health, uptime, restarts, certificate")
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+
+
+def since(started: str, now: dt.datetime) -> str:
+    seconds = int((now - dt.datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00")).total_seconds())
+    days, rest = divmod(max(seconds, 0), 86400)
+    return (f"{days}d " if days else "") + f"{rest // 3600}h{rest % 3600 // 60:02d}m{rest % 60:02d}s"
+
+
+def service_rows(containers: list[dict], now: dt.datetime) -> list[dict]:
+    rows = []
+    for c in containers:
+        labels, state = c["Config"]["Labels"] or {}, c["State"]
+        running = state["Status"] == "running"
+        rows.append({
+            "service": labels.get("webstack.role", "?"), "container": c["Name"].lstrip("/"),
+            "image": c["Config"]["Image"], "imageId": c["Image"][7:19], "release": labels.get("webstack.release", "-"),
+            "state": state["Status"], "health": (state.get("Health") or {}).get("Status", "-"),
+            "uptime": since(state["StartedAt"], now) if running else "-", "restarts": c["RestartCount"]})
+    return sorted(rows, key=lambda r: (ROLE_ORDER.index(r["service"]) if r["service"] in ROLE_ORDER else 9,
+                                       r["container"]))
+
+
+def certificate_expiry(target: Target, edge: str) -> str:
+    """The served certificate's expiry, read from the edge's live configuration."""
+    from cryptography import x509
+
+    try:
+        pem = target.docker("exec", edge, "cat", "/etc/webstack/edge/live/tls/fullchain.pem")
+    except Exception:   # noqa: BLE001 - no TLS, or no edge: say so rather than fail the whole status
+        return "no certificate served"
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    left = cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
+    return f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({left.days} days left)"
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = stacks.select(args.stack)
+    target = Target(settings_of(stack))
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = service_rows(target.containers(), now)
+    edge = next((r["container"] for r in rows if r["service"] == "edge"), None)
+    expiry = certificate_expiry(target, edge) if edge and target.settings.tls_enabled else "TLS off"
+    if args.json:
+        print(json.dumps({"stack": args.stack, "services": rows, "certificate": expiry}, indent=2))
+        return 0
+    print(f"stack {args.stack} on {target.settings.target.kind} target; certificate: {expiry}")
+    columns = ("service", "container", "release", "imageId", "state", "health", "uptime", "restarts")
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    if not rows:
+        print("(no containers: the stack is not deployed on its target)")
+    return 0
