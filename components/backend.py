@@ -54,6 +54,8 @@ class Backend(pulumi.ComponentResource):
         self.generation = generation(settings)
         envs = [f"PORT={backend.port}", f"PGHOST={contract.SOCKET_DIR}", f"PGDATABASE={settings.database.name}",
                 f"PGUSER={settings.database.user}"] + [f"{k}={v}" for k, v in sorted(backend.env.items())]
+        if "backend" in settings.secretKeys:   # env set with --secret: no plaintext in the plan or the state
+            envs = pulumi.Output.secret(envs)
         self.names = [f"{settings.name_prefix}-backend-{self.generation}-{i}" for i in range(1, backend.replicas + 1)]
         self.containers = [
             docker.Container(

@@ -197,6 +197,9 @@ class Settings(Model):
 
     stack: str
     projectDir: Path
+    # Top-level keys set with --secret (`pulumi config set --secret --path webstack:backend.env.X` makes the whole
+    # `backend` object secret): their values reach resources only as secret Outputs.
+    secretKeys: frozenset[str] = frozenset()
     release: str
     domain: str = "localhost"
     httpPort: int = Field(8080, ge=1, le=65535)

@@ -42,8 +42,16 @@ def set_command(path: str, value: str = "<value>", secret: bool = False) -> str:
 
 
 def is_secret_path(path: str) -> bool:
+    """A field that holds key material: its fix reads the value from a file."""
     top, _, field = path.partition(".")
     return field in SECRET_FIELDS.get(top, ())
+
+
+def hide(message: str, value: Any) -> str:
+    """The message without the value: a secret key's value is never echoed, whatever its type."""
+    for text in {repr(value), str(value)} - {""}:
+        message = message.replace(text, "<secret>")
+    return message
 
 
 def with_fix(path: str, message: str, secret: bool = False) -> str:
@@ -60,44 +68,50 @@ def unknown_key(path: str, known: list[str]) -> tuple[str, str]:
     return path, f"unknown setting; {hint}Fix: pulumi config rm{flag} {NAMESPACE}:{path}"
 
 
-def parse_raw(key: str, raw: Any) -> tuple[Any, str | None]:
+def parse_raw(key: str, raw: Any, secret: bool = False) -> tuple[Any, str | None]:
     """Config arrives as strings (objects as JSON); return (value, problem)."""
+    got = "" if secret else f", got {raw!r}"
     if key in OBJECT_KEYS:
         value = json.loads(raw) if isinstance(raw, str) and raw.strip().startswith("{") else raw
         if not isinstance(value, dict):
-            return None, (f"must be an object, got {raw!r}. Fix: set its fields with --path, "
+            return None, (f"must be an object{got}. Fix: set its fields with --path, "
                           f"e.g. pulumi config set --path {NAMESPACE}:{key}.<field> <value>")
         return value, None
     if key in INTEGER_KEYS:
         try:
             return int(raw), None
         except (TypeError, ValueError):
-            return None, with_fix(key, f"must be an integer, got {raw!r}")
+            return None, with_fix(key, f"must be an integer{got}")
     return raw, None
 
 
-def describe(error: dict) -> tuple[str, str]:
+def describe(error: dict, secret_keys: set[str] = frozenset()) -> tuple[str, str]:
+    """One pydantic error as (key path, message). secret_keys: the top-level keys set with --secret, whose
+    values (any part of them, any type) never appear in the message."""
     path = ".".join(str(part) for part in error["loc"])
     cause = error.get("ctx", {}).get("error")
     if isinstance(cause, FieldProblem):
         path = f"{path}.{cause.path}" if path else cause.path
         return path, with_fix(path, str(cause), secret=is_secret_path(path))
-    secret = is_secret_path(path)
+    key_material = is_secret_path(path)
+    secret = key_material or path.split(".")[0] in secret_keys
     if error["type"] == "extra_forbidden":
         return unknown_key(path, known_fields(path))
     if error["type"] == "missing":
         return path, with_fix(path, "is required")
     message = error["msg"].removeprefix("Value error, ")
-    if not secret and error["type"] != "value_error" and not isinstance(error.get("input"), dict):
+    if secret:
+        message = hide(message, error.get("input"))
+    elif error["type"] != "value_error" and not isinstance(error.get("input"), dict):
         message += f", got {error.get('input')!r}"
-    return path, with_fix(path, message, secret)
+    return path, with_fix(path, message, key_material)
 
 
 def known_fields(path: str) -> list[str]:
     model: Any = Settings
     for part in path.split(".")[:-1]:
         model = model.model_fields[part].annotation
-    return [name for name in model.model_fields if name not in ("stack", "projectDir")]
+    return [name for name in model.model_fields if name not in ("stack", "projectDir", "secretKeys")]
 
 
 def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, project_dir: Path) -> Settings:
@@ -109,7 +123,7 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
             problems.append(unknown_key(key, list(OBJECT_KEYS + SCALAR_KEYS)))
             continue
         try:
-            value, problem = parse_raw(key, raw)
+            value, problem = parse_raw(key, raw, secret=key in secret_keys)
         except json.JSONDecodeError as exc:
             value, problem = None, (f"is not valid JSON ({exc.msg}). Fix: set it field by field, "
                                     f"e.g. pulumi config set --path {NAMESPACE}:{key}.<field> <value>")
@@ -126,9 +140,9 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
     if problems:
         raise ConfigError(problems)
     try:
-        settings = Settings(stack=stack, projectDir=project_dir, **data)
+        settings = Settings(stack=stack, projectDir=project_dir, secretKeys=frozenset(secret_keys), **data)
     except ValidationError as exc:
-        raise ConfigError([describe(e) for e in exc.errors(include_url=False)]) from None
+        raise ConfigError([describe(e, secret_keys) for e in exc.errors(include_url=False)]) from None
     problems = check_build(settings, "backend") + check_build(settings, "frontend") + check_provided_tls(settings)
     if problems:
         raise ConfigError([(path, with_fix(path, message, is_secret_path(path))) for path, message in problems])
