@@ -9,7 +9,10 @@ pinned key, and no global known_hosts file that could add a second accepted key.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,6 +28,27 @@ def write_private(path: Path, content: str) -> Path:
             handle.write(content)
     os.chmod(path, 0o600)   # ssh refuses a private key that others can read
     return path
+
+
+def private_runtime_dir() -> Path:
+    """A directory only this user can enter, outside any project: $XDG_RUNTIME_DIR (a per-user tmpfs, emptied at
+    logout and reboot) or, without one, <tmp>/webstack-<uid>. Refuses one that another user owns or could
+    swap (a symlink, group/other access): a shared /tmp is where such a directory could be planted."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "webstack" if runtime and Path(runtime).is_dir() else \
+        Path(tempfile.gettempdir()) / f"webstack-{os.getuid()}"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(base)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise PermissionError(f"{base} must be a directory owned by uid {os.getuid()} with mode 0700; remove it")
+    return base
+
+
+def key_path(project_dir: Path, stack: str) -> Path:
+    """Where the deploy key of one stack of one project lives while it is needed: the same path on every run,
+    so that the Provider's ssh options do not change between runs, and never inside the project."""
+    project = hashlib.sha256(str(project_dir.resolve()).encode()).hexdigest()[:12]
+    return private_runtime_dir() / f"{project}-{stack}" / "deploy_key"
 
 
 def ssh_path_value(path: Path) -> str:
@@ -47,7 +71,10 @@ class SshAccess:
     @property
     def options(self) -> list[str]:
         """ssh options for every operator-side connection (the Provider's `ssh_opts` included)."""
-        options = ["-o", "StrictHostKeyChecking=yes",
+        # -F /dev/null: no ~/.ssh/config (ForwardAgent, ProxyCommand, KnownHostsCommand, IdentityFile...) and no
+        # /etc/ssh/ssh_config; ssh takes the last -F, so these options come after anything a caller puts first.
+        options = ["-F", "/dev/null",
+                   "-o", "StrictHostKeyChecking=yes",
                    "-o", f"UserKnownHostsFile={ssh_path_value(self.known_hosts)}",
                    "-o", "GlobalKnownHostsFile=/dev/null",    # no second source of accepted keys
                    "-o", "UpdateHostKeys=no",                 # never rewrite the pinned file

@@ -10,7 +10,7 @@ import pulumi_docker as docker
 from pulumi_command import local, remote
 
 from . import rendering
-from .local_files import SshAccess, write_private
+from .local_files import SshAccess, key_path, write_private
 from .settings import Settings
 
 MIN_DOCKER_VERSION = "20.10"
@@ -18,16 +18,25 @@ Command = Union[local.Command, remote.Command]
 
 
 def ssh_access(settings: Settings) -> SshAccess:
-    """The operator-side files (pinned known_hosts, private key) for an ssh target, written 0600."""
+    """The operator-side files for an ssh target, written 0600: the pinned known_hosts (public) in the project's
+    .webstack/<stack>/, the private key in a private per-user directory outside the project (local_files.key_path).
+
+    At preview nothing is written: the paths are the same as on `up`, so the Provider's options do not change.
+    The key is not removed when the program exits: the engine still deletes replaced resources over ssh after
+    that, and `pulumi refresh`/`destroy` use the Provider's options from the state without running the program.
+    """
     target = settings.target
     assert target.host and target.hostKey   # guaranteed by settings validation
-    state_dir = settings.projectDir / ".webstack" / settings.stack
-    known_hosts = write_private(state_dir / "known_hosts",
-                                rendering.render_known_hosts(target.host, target.port, target.hostKey))
+    write = not pulumi.runtime.is_dry_run()
+    known_hosts = settings.projectDir / ".webstack" / settings.stack / "known_hosts"
+    if write:
+        write_private(known_hosts, rendering.render_known_hosts(target.host, target.port, target.hostKey))
     identity = None
     if target.privateKey:
-        key = target.privateKey.get_secret_value()
-        identity = write_private(state_dir / "deploy_key", key if key.endswith("\n") else key + "\n")
+        identity = key_path(settings.projectDir, settings.stack)
+        if write:
+            key = target.privateKey.get_secret_value()
+            write_private(identity, key if key.endswith("\n") else key + "\n")
     return SshAccess(host=target.host, port=target.port, user=target.user, known_hosts=known_hosts,
                      identity=identity, connect_timeout=target.connectTimeout)
 

@@ -22,7 +22,7 @@ from typing import Optional
 import pytest
 import yaml
 
-from components.local_files import SshAccess
+from components.local_files import SshAccess, key_path
 from tests.live.engine import EngineFailed, EngineStack
 from tests.live.hosts import TestHost, hosts  # noqa: F401 (fixture)
 from tests.live.loadgen import Load, stop_all
@@ -90,7 +90,7 @@ class RemoteStack:
         """The operator-side files the program wrote for this stack (same options as its Provider)."""
         state = self.engine.work_dir / ".webstack" / STACK
         return SshAccess(host=self.host.ip, port=22, user="deploy", known_hosts=state / "known_hosts",
-                         identity=state / "deploy_key")
+                         identity=key_path(self.engine.work_dir, STACK))
 
     def remote_docker(self, *args: str) -> str:
         access, wrapper = self.access(), self.state_dir / "ssh-wrapper"
