@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
@@ -47,6 +48,31 @@ def check_key_matches(cert: x509.Certificate, key) -> None:
         raise PemError("does not match the certificate's public key")
 
 
+def check_chain(chain: list[x509.Certificate]) -> None:
+    """Each certificate must be issued and signed by the next one (leaf first, as nginx sends them)."""
+    for position, (cert, issuer) in enumerate(zip(chain, chain[1:]), start=1):
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            raise PemError(f"is not a valid chain: certificate {position} ({cert.subject.rfc4514_string()}) is not "
+                           f"issued by the next one ({issuer.subject.rfc4514_string()}); put the leaf first, "
+                           "then each issuer in order") from None
+
+
+EXPIRY_WARNING_DAYS = 21
+
+
+def expiry_warning(cert_pem: str, now: dt.datetime | None = None) -> str | None:
+    """A warning when the leaf expires within EXPIRY_WARNING_DAYS (still accepted: renewal is the fix)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    leaf = load_certificate_chain(cert_pem)[0]
+    left = leaf.not_valid_after_utc - now
+    if left > dt.timedelta(days=EXPIRY_WARNING_DAYS):
+        return None
+    return (f"the certificate expires on {leaf.not_valid_after_utc:%Y-%m-%d} (in {left.days} days); "
+            "renew it and set tls.certificate again")
+
+
 def names_covered(cert: x509.Certificate) -> list[str]:
     """DNS names and IPs the certificate is valid for (SAN; the CN only when there is no SAN, as browsers did)."""
     try:
@@ -75,8 +101,10 @@ def check_certificate(cert_pem: str, key_pem: str, domain: str) -> list[tuple[st
     problems: list[tuple[str, str]] = []
     cert = key = None
     try:
-        cert = load_certificate_chain(cert_pem)[0]
+        chain = load_certificate_chain(cert_pem)
+        cert = chain[0]
         check_not_expired(cert)
+        check_chain(chain)
         if not covers(domain, names_covered(cert)):
             raise PemError(f"does not cover the domain '{domain}' (it covers: {', '.join(names_covered(cert)) or 'nothing'})")
     except PemError as exc:

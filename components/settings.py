@@ -286,3 +286,12 @@ def check_provided_tls(settings: Settings) -> list[tuple[str, str]]:
     problems = pem.check_certificate(tls.certificate.get_secret_value(), tls.privateKey.get_secret_value(),
                                      settings.domain)
     return [(f"tls.{field}", message) for field, message in problems]
+
+
+def provided_tls_warnings(settings: Settings) -> list[str]:
+    """Warnings that do not stop a deployment (a provided certificate close to expiry)."""
+    tls = settings.tls
+    if tls.mode != "provided" or tls.certificate is None:
+        return []
+    warning = pem.expiry_warning(tls.certificate.get_secret_value())
+    return [f"webstack:tls.certificate: {warning}"] if warning else []

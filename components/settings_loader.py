@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import pulumi
 from pydantic import ValidationError
 
-from .settings import FieldProblem, Settings, check_build, check_provided_tls
+from .settings import FieldProblem, Settings, check_build, check_provided_tls, provided_tls_warnings
 
 NAMESPACE = "webstack"
 OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend")
@@ -163,4 +163,7 @@ def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
 
 def settings_from_pulumi(project_dir: Path) -> Settings:
     values, secrets = read_pulumi_config()
-    return load_settings(values, secrets, pulumi.get_stack(), project_dir)
+    settings = load_settings(values, secrets, pulumi.get_stack(), project_dir)
+    for warning in provided_tls_warnings(settings):
+        pulumi.log.warn(warning)
+    return settings
