@@ -26,19 +26,20 @@ host = RemoteHost("host", settings)
 on_target = pulumi.ResourceOptions(providers={"docker": host.provider})
 
 # Images build only once the host is prepared: the Provider they use depends on `host.ready`.
-images = Images("images", settings, on_target)
+images = Images("images", settings, host, on_target)
 networks = Networks("networks", settings, on_target)
 socket = SocketVolume("pgsocket", settings, on_target)
 certificates = Certificates("certificates", settings)
 
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
-backend = Backend("backend", BackendArgs(settings, images.backend, networks.data, networks.app, socket,
+backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks.data, networks.app, socket,
                                          database.container), on_target)
-web = Web("web", WebArgs(settings, images.web, networks.app), on_target)
+web = Web("web", WebArgs(settings, images.refs["web"], networks.app), on_target)
 gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation}", [*backend.names, web.container_name],
                    [*backend.containers, web.container])
-edge.route_to(backend, web, certificates, gate)
+switch = edge.route_to(backend, web, certificates, gate)
+images.prune_after(switch)
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)

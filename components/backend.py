@@ -17,7 +17,7 @@ from .socket_volume import SocketVolume
 @dataclass(frozen=True)
 class BackendArgs:
     settings: Settings
-    image: docker.RemoteImage
+    image: pulumi.Input[str]   # the image reference: a release's tag, or the ID a rollback pinned
     data_network: docker.Network
     app_network: docker.Network
     socket: SocketVolume
@@ -32,8 +32,9 @@ def generation(settings: Settings) -> str:
     Pulumi resource instead: it is created (and healthy) before the edge switches to it, and the old one is
     deleted only at the end of a successful update.
     """
-    spec = (settings.backend.model_dump(), settings.database.name, settings.database.user,
-            context_digest(settings.context_path(settings.backend)))
+    pinned = settings.pinned_images
+    code = pinned.backend if pinned else context_digest(settings.context_path(settings.backend))
+    spec = (settings.backend.model_dump(), settings.database.name, settings.database.user, code)
     return f"{settings.release}-{rendering.digest(spec)}"
 
 
@@ -59,7 +60,7 @@ class Backend(pulumi.ComponentResource):
         self.names = [f"{settings.name_prefix}-backend-{self.generation}-{i}" for i in range(1, backend.replicas + 1)]
         self.containers = [
             docker.Container(
-                f"{name}-{self.generation}-{i}", name=container_name, image=args.image.name, envs=envs,
+                f"{name}-{self.generation}-{i}", name=container_name, image=args.image, envs=envs,
                 group_adds=[str(contract.DBSOCK_GID)],   # the socket directory's group: grants the connection
                 mounts=[args.socket.mount("Backend")],
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.data_network.name),

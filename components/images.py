@@ -17,6 +17,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import rendering
+from .remote_host import Command, RemoteHost
 from .settings import Build, Settings
 
 
@@ -30,43 +31,80 @@ def context_digest(context: Path, extra: dict[str, str] | None = None) -> str:
     return sha.hexdigest()[:12]
 
 
+RELEASE_ROLES = ("backend", "web")
+
+
 class Images(pulumi.ComponentResource):
-    """One docker.RemoteImage per service, built from containers/ (or the user's own contexts) FROM `baseImage`."""
+    """One docker.RemoteImage per service, built from containers/ (or the user's own contexts) FROM `baseImage`.
+
+    A release's backend and web images are built once: a guard on the target refuses to build other code under
+    a release name that already has an image there, and a release that `python -m ops rollback` pinned runs its
+    recorded image IDs without building anything. Every image carries labels (stack, role, release, context
+    digest) that the guard, the pruning after a release and the rollback command read.
+    """
 
     database: docker.RemoteImage
-    backend: docker.RemoteImage
-    web: docker.RemoteImage
     edge: docker.RemoteImage
+    builds: dict[str, docker.RemoteImage]
+    refs: dict[str, pulumi.Input[str]]
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, settings: Settings, host: RemoteHost, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Images", name, None, opts)
-        self._settings = settings
+        self._settings, self._host = settings, host
         containers = settings.projectDir / "containers"
         db_args = rendering.database_build_args(settings.database)
         self.database = self._image("db", containers / "db", "Dockerfile", db_args,
                                     tag=context_digest(containers / "db", db_args))
         self.edge = self._image("edge", containers / "edge", "Dockerfile", {},
                                 tag=context_digest(containers / "edge"))
-        self.backend = self._build("backend", settings.backend)
-        self.web = self._build("web", settings.frontend)
-        self.register_outputs({role: image.name for role, image in self.by_role().items()})
+        self.builds = {"db": self.database, "edge": self.edge}
+        self.refs = {"db": self.database.name, "edge": self.edge.name}
+        pinned = settings.pinned_images
+        for role, build in (("backend", settings.backend), ("web", settings.frontend)):
+            if pinned is not None:
+                self.refs[role] = getattr(pinned, role)      # exactly the images this release ran before
+            else:
+                self.builds[role] = self._release_image(role, build)
+                self.refs[role] = self.builds[role].name
+        self.register_outputs({role: ref for role, ref in self.refs.items()})
 
-    def by_role(self) -> dict[str, docker.RemoteImage]:
-        return {"db": self.database, "edge": self.edge, "backend": self.backend, "web": self.web}
-
-    def _build(self, role: str, build: Build) -> docker.RemoteImage:
+    def _release_image(self, role: str, build: Build) -> docker.RemoteImage:
         context = self._settings.context_path(build)
-        return self._image(role, context, build.dockerfile, {}, tag=self._settings.release)
+        args = {"BASE_IMAGE": self._settings.baseImage}
+        tag = f"{self._settings.name_prefix}-{role}:{self._settings.release}"
+        digest = context_digest(context, args)
+        guard = self._host.script(
+            f"{self._name}-{role}-guard",
+            rendering.render("host/image-guard.sh.j2", tag=tag, digest=digest, role=role,
+                             release=self._settings.release),
+            triggers=[tag, digest], opts=pulumi.ResourceOptions(parent=self, depends_on=list(self._host.ready)))
+        return self._image(role, context, build.dockerfile, {}, tag=self._settings.release, depends_on=[guard],
+                           release=self._settings.release)
 
-    def _image(self, role: str, context: Path, dockerfile: str, args: dict[str, str], tag: str) -> docker.RemoteImage:
+    def _image(self, role: str, context: Path, dockerfile: str, args: dict[str, str], tag: str,
+               depends_on: list[pulumi.Resource] | None = None, release: str | None = None) -> docker.RemoteImage:
         build_args = {"BASE_IMAGE": self._settings.baseImage, **args}
+        digest = context_digest(context, build_args)
+        labels = {"webstack.stack": self._settings.stack, "webstack.role": role, "webstack.context": digest}
+        if release:
+            labels["webstack.release"] = release
         return docker.RemoteImage(
             f"{self._name}-{role}",
             name=f"{self._settings.name_prefix}-{role}:{tag}",
             build=docker.RemoteImageBuildArgs(
-                context=str(context), dockerfile=dockerfile, build_args=build_args,
+                context=str(context), dockerfile=dockerfile, build_args=build_args, label=labels,
                 # The classic builder needs neither buildx nor a registry for FROM a local base image.
                 use_legacy_builder=True),
-            triggers={"context": context_digest(context, build_args)},
+            triggers={"context": digest},
             keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []))
+
+    def prune_after(self, switch: pulumi.Resource) -> Command:
+        """Once the edge serves this release, remove release images beyond `images.keep` (never one in use)."""
+        settings = self._settings
+        return self._host.script(
+            f"{self._name}-prune",
+            rendering.render("host/image-prune.sh.j2", stack=settings.stack, keep=settings.images.keep,
+                             roles=RELEASE_ROLES),
+            triggers=[settings.release, settings.images.keep, *self.refs.values()],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[switch]))

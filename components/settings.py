@@ -192,6 +192,31 @@ class Frontend(Build):
     context: str = "containers/web"
 
 
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class PinnedImages(Model):
+    """The exact images of one release, set by `python -m ops rollback`: the release runs them, not a build."""
+
+    release: str
+    backend: str
+    web: str
+
+    @field_validator("backend", "web")
+    @classmethod
+    def _image_id(cls, v: str) -> str:
+        if not IMAGE_ID.fullmatch(v):
+            raise ValueError(f"'{v}' is not an image ID (sha256:<64 hex digits>)")
+        return v
+
+
+class Images(Model):
+    # The backend and web images of the newest `keep` releases stay on the target for rollbacks; older ones are
+    # removed after each release (never one a container uses).
+    keep: int = Field(5, ge=1, le=100)
+    pinned: Optional[PinnedImages] = None
+
+
 class Settings(Model):
     """Everything one stack needs, validated; built by settings_loader.load_settings."""
 
@@ -211,6 +236,7 @@ class Settings(Model):
     database: Database = Database()
     backend: Backend = Backend()
     frontend: Frontend = Frontend()
+    images: Images = Images()
 
     @field_validator("stack")
     @classmethod
@@ -263,6 +289,12 @@ class Settings(Model):
         if self.tls_enabled:
             return f"https://{self.domain}" + ("" if self.httpsPort == 443 else f":{self.httpsPort}")
         return f"http://{self.domain}" + ("" if self.httpPort == 80 else f":{self.httpPort}")
+
+    @property
+    def pinned_images(self) -> Optional[PinnedImages]:
+        """The images a rollback pinned, when they are this release's (a later release ignores them)."""
+        pinned = self.images.pinned
+        return pinned if pinned is not None and pinned.release == self.release else None
 
     def context_path(self, build: Build) -> Path:
         return (self.projectDir / build.context).resolve()

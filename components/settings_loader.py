@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from .settings import FieldProblem, Settings, check_build, check_provided_tls, provided_tls_warnings
 
 NAMESPACE = "webstack"
-OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend")
+OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend", "images")
 SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage")
 INTEGER_KEYS = ("httpPort", "httpsPort")
 SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey")}

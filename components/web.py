@@ -16,13 +16,15 @@ from .settings import Settings
 @dataclass(frozen=True)
 class WebArgs:
     settings: Settings
-    image: docker.RemoteImage
+    image: pulumi.Input[str]   # the image reference: a release's tag, or the ID a rollback pinned
     app_network: docker.Network
 
 
 def generation(settings: Settings) -> str:
     """`<release>-<digest>`: a new release, frontend setting or code change is a new resource, as for the backend."""
-    spec = (settings.frontend.model_dump(), context_digest(settings.context_path(settings.frontend)))
+    pinned = settings.pinned_images
+    code = pinned.web if pinned else context_digest(settings.context_path(settings.frontend))
+    spec = (settings.frontend.model_dump(), code)
     return f"{settings.release}-{rendering.digest(spec)}"
 
 
@@ -39,7 +41,7 @@ class Web(pulumi.ComponentResource):
         self.generation = generation(settings)
         self.container_name = f"{settings.name_prefix}-web-{self.generation}"
         self.container = docker.Container(
-            f"{name}-{self.generation}-nginx", name=self.container_name, image=args.image.name,
+            f"{name}-{self.generation}-nginx", name=self.container_name, image=args.image,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{contract.WEB_PORT}/healthz"]),
             **hardened(settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,

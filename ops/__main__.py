@@ -6,9 +6,11 @@ import argparse
 import importlib
 import sys
 
+from pulumi.automation import CommandError
+
 from ops.errors import OpsError
 
-COMMANDS = ("status", "logs")   # module names under ops/, each with register(subparsers) -> sets func
+COMMANDS = ("rollback", "status", "logs")   # module names under ops/, each with register(subparsers) -> sets func
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     except OpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except CommandError as exc:   # the engine's own failure: its output says why
+        print(f"error: the Pulumi engine failed:\n{exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

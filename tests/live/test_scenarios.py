@@ -44,11 +44,12 @@ def free_port() -> int:
 class LiveStack:
     """The livetest stack: deploy it with overrides, talk to it through the edge, look at its containers."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, stack: str = STACK):
+        self.name = stack
         self.http_port, self.https_port = free_port(), free_port()
         dev = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())["config"]
         base = {**dev, "webstack:httpPort": self.http_port, "webstack:httpsPort": self.https_port}
-        self.engine = EngineStack(PROJECT_DIR, STACK, directory, config=base)
+        self.engine = EngineStack(PROJECT_DIR, stack, directory, config=base)
         self.url = f"https://localhost:{self.https_port}"
         self.notes_written: list[str] = []
         self.figures: dict[str, str] = {}
@@ -75,7 +76,7 @@ class LiveStack:
                 Load(self.url + "/api/notes", RPS_PER_TARGET, seconds).start())
 
     def containers(self, role: str) -> list[str]:
-        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=webstack.stack={STACK}", "--filter",
+        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=webstack.stack={self.name}", "--filter",
                               f"label=webstack.role={role}", "--format", "{{.Names}}"], capture_output=True,
                              text=True, check=True).stdout
         return sorted(out.split())

@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from components import contract
-from tests.program import ProgramRun, is_secret
+from tests.program import ProgramRun, is_secret, run_program
 
 CONTAINER = "docker:index/container:Container"
 COMPONENTS = ["Database", "Backend", "Web", "Edge", "SocketVolume", "Networks", "Images", "RemoteHost",
@@ -64,7 +64,8 @@ def test_prod_prepares_the_remote_host_over_ssh(prod):
 
 
 def test_dev_runs_its_commands_on_the_local_engine(dev):
-    assert {r.name for r in dev.of_type("command:local:Command")} == {"edge-switch", gate(dev).name}
+    assert {r.name for r in dev.of_type("command:local:Command")} == {
+        "edge-switch", gate(dev).name, "images-backend-guard", "images-web-guard", "images-prune"}
     assert not dev.of_type("command:remote:Command")
 
 
@@ -296,3 +297,26 @@ def test_a_code_change_without_a_new_release_is_a_new_generation(tmp_path, dev):
     changed = run_program("dev", overrides={"webstack:backend": {"context": str(context)}})
     assert only(same, "backend").name != only(changed, "backend").name
     assert only(dev, "backend").name != only(same, "backend").name   # the context path is part of the spec
+
+
+def test_a_release_image_is_guarded_and_labelled_and_pruned_after_the_switch(dev):
+    for role in ("backend", "web"):
+        image, guard = dev.named(f"images-{role}"), dev.named(f"images-{role}-guard")
+        assert guard.urn in image.dependencies
+        labels = image.inputs["build"]["label"]
+        assert labels["webstack.release"] == "dev-1" and labels["webstack.role"] == role
+        assert labels["webstack.context"] in guard.inputs["create"]      # the guard compares this very digest
+    assert dev.named("edge-switch").urn in dev.named("images-prune").dependencies
+
+
+def test_a_pinned_rollback_runs_the_recorded_images_and_builds_nothing():
+    backend_id, web_id = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    pinned = run_program("dev", {"webstack:images": {"keep": 5, "pinned": {"release": "dev-1", "backend": backend_id,
+                                                                           "web": web_id}}})
+    assert not [r for r in pinned.of_type("docker:index/remoteImage:RemoteImage")
+                if r.name in ("images-backend", "images-web")]
+    assert {c.inputs["image"] for c in pinned.containers()["backend"]} == {backend_id}
+    assert only(pinned, "web").inputs["image"] == web_id
+    later = run_program("dev", {"webstack:release": "dev-2", "webstack:images": {
+        "pinned": {"release": "dev-1", "backend": backend_id, "web": web_id}}})
+    assert {r.name for r in later.of_type("docker:index/remoteImage:RemoteImage")} >= {"images-backend", "images-web"}

@@ -1,0 +1,108 @@
+"""`python -m ops rollback --stack NAME [--to VERSION] [--yes]`: run an earlier stack version again.
+
+Takes the config of stack version N from `pulumi stack history` (default: the successful update before the
+current one), finds that release's backend and web images on the target (their labels name the release), pins
+their image IDs into the config (`images.pinned`) so that nothing is rebuilt from the working tree, shows the
+preview, and applies it as an ordinary release: new containers, health-gated, then the edge switches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from pulumi import automation as auto
+
+from components.settings_loader import NAMESPACE
+from ops import stack as stacks
+from ops.errors import OpsError
+from ops.target import Target, settings_of
+
+RELEASE_ROLES = ("backend", "web")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("rollback", help="run the release and config of an earlier stack version again")
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--to", type=int, metavar="VERSION",
+                        help="the stack version (pulumi stack history); default: the previous successful update")
+    parser.add_argument("--yes", action="store_true", help="apply without asking after the preview")
+    parser.set_defaults(func=run)
+
+
+def choose(history: list[auto.UpdateSummary], version: int | None) -> auto.UpdateSummary:
+    updates = [h for h in history if h.kind == "update" and h.result == "succeeded"]
+    if version is None:
+        if len(updates) < 2:
+            raise OpsError("there is no earlier successful update to roll back to (`pulumi stack history`)")
+        return updates[1]
+    chosen = next((h for h in history if h.version == version), None)
+    if chosen is None:
+        raise OpsError(f"the stack has no version {version}: `pulumi stack history` lists them")
+    if chosen.kind != "update" or chosen.result != "succeeded":
+        raise OpsError(f"version {version} is a {chosen.result} {chosen.kind}, not a successful update: pick "
+                       "another version from `pulumi stack history`")
+    return chosen
+
+
+def release_images(target: Target, release: str) -> dict[str, str]:
+    """The image IDs of `release` on the target, per role; refuses when one is gone."""
+    found: dict[str, str] = {}
+    for line in target.docker("image", "ls", "--no-trunc", "--filter", f"label=webstack.stack={target.settings.stack}",
+                              "--filter", f"label=webstack.release={release}",
+                              "--format", '{{.ID}} {{.Label "webstack.role"}}').splitlines():
+        image_id, _, role = line.partition(" ")
+        found.setdefault(role, image_id)      # newest first
+    missing = [role for role in RELEASE_ROLES if role not in found]
+    if missing:
+        raise OpsError(f"the {' and '.join(missing)} image(s) of release {release!r} are no longer on the target "
+                       f"(only the newest images.keep={target.settings.images.keep} releases are kept): check out "
+                       "that release's code and deploy it under a new release name instead")
+    return {role: found[role] for role in RELEASE_ROLES}
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = stacks.select(args.stack)
+    chosen = choose(stack.history(page_size=10_000, page=1, show_secrets=True), args.to)
+    config = dict(chosen.config or {})
+    release_key = f"{NAMESPACE}:release"
+    if release_key not in config:
+        raise OpsError(f"version {chosen.version} has no {release_key} in its config")
+    release = config[release_key].value
+    target = Target(settings_of(stack))
+    images = release_images(target, release)
+    pinned = {"release": release, **images}
+    images_key = f"{NAMESPACE}:images"
+    previous_images = json.loads(config[images_key].value) if images_key in config else {}
+    config[images_key] = auto.ConfigValue(json.dumps({**previous_images, "pinned": pinned}))
+    print(f"rolling back stack {args.stack} to version {chosen.version} (release {release}, "
+          f"backend {images['backend'][7:19]}, web {images['web'][7:19]})", flush=True)
+
+    current = stack.get_all_config()
+    for key in set(current) - set(config):
+        stack.remove_config(key)
+    stack.set_all_config(config)
+    try:
+        stack.preview(diff=False, color="never", on_output=lambda line: print(line, end=""))
+        if not args.yes and not confirmed():
+            raise OpsError("not applied; the stack's config is unchanged")
+        started = time.monotonic()
+        result = stack.up(color="never", on_output=lambda line: print(line, end=""))
+    except BaseException:
+        # Not applied (declined, or the preview/update failed before it could apply): put the config back,
+        # so that the stack's config keeps describing what runs.
+        for key in set(stack.get_all_config()) - set(current):
+            stack.remove_config(key)
+        stack.set_all_config(current)
+        raise
+    print(f"rolled back to release {release} (version {chosen.version}) in {time.monotonic() - started:.1f}s: "
+          f"{result.summary.resource_changes}", flush=True)
+    return 0
+
+
+def confirmed() -> bool:
+    if not sys.stdin.isatty():
+        raise OpsError("the preview is above; run again with --yes to apply it (there is no terminal to ask on)")
+    return input("apply this rollback? [y/N] ").strip().lower() in ("y", "yes")

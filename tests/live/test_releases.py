@@ -1,0 +1,138 @@
+"""Releases you can trust, through the real engine: each release's images are built once, a rollback runs an
+earlier version's exact images and config whatever the working tree holds, and old images are pruned.
+
+One stack (`reltest`, the dev stack's settings on free loopback ports): releases r1, r2, r3 with different
+backend and web code (a marker in the page, a line in the API's source), then `python -m ops rollback` to the
+version that ran r1 under load, the guard against rebuilding a release name with other code, and pruning.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.live.loadgen import stop_all
+from tests.live.support import remove_by_prefix, require_docker, show_figures
+from tests.live.engine import TOOLCHAIN_BIN, EngineFailed
+from tests.live.test_engine import require_toolchain
+from tests.live.test_scenarios import PROJECT_DIR, TLS, LiveStack
+
+pytestmark = pytest.mark.live
+STACK = "reltest"
+PREFIX = f"webstack-{STACK}-"
+
+
+class ReleaseStack(LiveStack):
+    def write_code(self, marker: str) -> None:
+        """Different backend and web code for each release, in the stack's private copy of the project."""
+        page = self.engine.work_dir / "containers" / "web" / "src" / "index.html"
+        text = page.read_text().split("\n<!-- release-marker")[0]
+        page.write_text(f"{text}\n<!-- release-marker {marker} -->\n")
+        app = self.engine.work_dir / "containers" / "backend" / "app.py"
+        source = app.read_text().split("\n# release-marker")[0]
+        app.write_text(f"{source}\n# release-marker {marker}\n")
+
+    def page(self) -> str:
+        with urllib.request.urlopen(self.url + "/", context=TLS, timeout=10) as response:
+            return response.read().decode()
+
+    def image_ids(self) -> dict[str, str]:
+        ids = {}
+        for role in ("backend", "web"):
+            names = self.containers(role)
+            assert len(names) == 1, names
+            ids[role] = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", names[0]], capture_output=True,
+                                       text=True, check=True).stdout.strip()
+        return ids
+
+    def ops(self, *args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, **self.engine.env, "WEBSTACK_PROJECT_DIR": str(self.engine.work_dir),
+               "PATH": f"{TOOLCHAIN_BIN}:{os.environ['PATH']}"}
+        return subprocess.run([sys.executable, "-m", "ops", *args, "--stack", STACK], capture_output=True,
+                              text=True, env=env, cwd=PROJECT_DIR, timeout=600, stdin=subprocess.DEVNULL)
+
+    def version_of(self, release: str) -> int:
+        return next(h.version for h in self.engine.history()
+                    if h.kind == "update" and h.result == "succeeded" and h.config["webstack:release"].value == release)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, request):
+    require_docker()
+    require_toolchain()
+    remove_by_prefix(PREFIX)
+    live = ReleaseStack(tmp_path_factory.mktemp("reltest"), stack=STACK)
+    yield live
+    try:
+        if live.engine.export().get("resources"):
+            live.engine.cli("state", "unprotect", live.urn("database-data"), "--yes")
+            live.engine.destroy()
+    finally:
+        remove_by_prefix(PREFIX)
+        subprocess.run(f"docker image ls -q --filter label=webstack.stack={STACK} | xargs -r docker image rm -f",
+                       shell=True, capture_output=True)
+        show_figures(request, "releases", live.figures)
+
+
+def test_1_three_releases_with_different_code_each_keep_their_own_images(stack):
+    stack.ids = {}
+    for release in ("r1", "r2", "r3"):
+        stack.write_code(release)
+        result = stack.up(**{"webstack:release": release})
+        stack.figures[f"release {release}"] = f"{result.seconds:.1f}s"
+        assert f"release-marker {release}" in stack.page()
+        stack.ids[release] = stack.image_ids()
+    assert len({ids["backend"] for ids in stack.ids.values()}) == 3
+    assert len({ids["web"] for ids in stack.ids.values()}) == 3
+
+
+def test_2_rollback_to_the_version_that_ran_r1_serves_r1s_exact_images_under_load(stack):
+    stack.write_code("r4-not-released")          # the working tree moved on: a rollback must not build it
+    loads = stack.load()
+    started = time.monotonic()
+    result = stack.ops("rollback", "--to", str(stack.version_of("r1")), "--yes")
+    seconds = time.monotonic() - started
+    load = stop_all(loads)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stack.figures["rollback to r1 (command, images on the target)"] = \
+        f"{seconds:.1f}s; {load.total} requests, {load.failed} failed"
+    assert load.failed == 0, load.detail
+    assert "release-marker r1" in stack.page()
+    assert stack.image_ids() == stack.ids["r1"]
+    up_seconds = float(result.stdout.rsplit(" in ", 1)[1].split("s:", 1)[0])
+    stack.figures["rollback's update"] = f"{up_seconds:.1f}s"
+    assert up_seconds < 5, result.stdout[-2000:]
+    history = stack.engine.history()
+    assert history[0].config["webstack:release"].value == "r1"
+    assert '"pinned"' in history[0].config["webstack:images"].value     # the history shows what ran
+
+
+def test_3_building_other_code_under_an_existing_release_name_is_refused(stack):
+    stack.write_code("r3-but-changed")
+    with pytest.raises(EngineFailed) as refused:
+        stack.up(**{"webstack:release": "r3"})
+    assert "already has a backend image built from other code" in refused.value.message or \
+        "already has a web image built from other code" in refused.value.message, refused.value.message
+    assert "pulumi config set webstack:release r3-2" in refused.value.message
+    assert "release-marker r1" in stack.page()        # the running release keeps serving
+    tag = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", f"{PREFIX}backend:r3"], capture_output=True,
+                         text=True).stdout.strip()
+    assert tag == stack.ids["r3"]["backend"]             # and r3's image was not overwritten
+
+
+def test_4_images_beyond_images_keep_are_pruned_and_a_rollback_to_them_says_so(stack):
+    stack.write_code("r4")
+    stack.up(**{"webstack:release": "r4", "webstack:images.keep": 2})
+    releases = set(subprocess.run(["docker", "image", "ls", "--filter", f"label=webstack.stack={STACK}",
+                                   "--filter", "label=webstack.role=backend", "--format",
+                                   '{{.Label "webstack.release"}}'], capture_output=True, text=True).stdout.split())
+    assert releases == {"r3", "r4"}, releases
+    refused = stack.ops("rollback", "--to", str(stack.version_of("r2")), "--yes")
+    assert refused.returncode == 2 and "are no longer on the target" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "release-marker r4" in stack.page()
