@@ -162,11 +162,17 @@ def health(_environ):
     return 200, {"status": "ok"}
 
 
+# Health answers are public (the edge serves /api/*): they give a generic reason; the detail goes to the log.
+def unavailable(reason: str, detail: object, **extra) -> tuple[int, dict]:
+    log.warning("%s: %s", reason, str(detail).strip())
+    return 503, {"status": "unavailable", "reason": reason, **extra}
+
+
 def health_db(_environ):
     try:
         Db.run("SELECT 1")
     except psycopg2.Error as exc:
-        return 503, {"status": "unavailable", "reason": f"database unreachable: {str(exc).strip()}"}
+        return unavailable("database unreachable", exc)
     return 200, {"status": "ok"}
 
 
@@ -175,15 +181,17 @@ def readiness(_environ):
         exists = Db.run("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0]
         rows = Db.run("SELECT version FROM schema_migrations") if exists else []
     except psycopg2.Error as exc:
-        return 503, {"status": "unavailable", "reason": f"database unreachable: {str(exc).strip()}"}
+        return unavailable("database unreachable", exc)
     applied = {row[0] for row in rows}
     try:
         pending = [name for version, name, _ in migration_files() if version not in applied]
     except RuntimeError as exc:
-        return 503, {"status": "unavailable", "reason": str(exc)}
+        return unavailable("invalid migration files", exc)
     if pending:
-        reason = migration_state["error"] or "migrations pending"
-        return 503, {"status": "unavailable", "reason": reason, "pending": pending}
+        error = migration_state["error"]
+        # Only the kind of failure ("migration failed", ...), never the database's own text.
+        reason = error.split(":", 1)[0] if error else "migrations pending"
+        return unavailable(reason, error or "migrations pending", pending=pending)
     return 200, {"status": "ready"}
 
 
