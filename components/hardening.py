@@ -14,6 +14,12 @@ LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 # `unless-stopped` restarts after a daemon or host restart, `on-failure` does not; CIS 5.15 accepts both.
 RESTART = "unless-stopped"
 CPU_SHARES = 512   # CIS 5.12: a CPU priority below the default 1024 for every container
+CPU_PERIOD_US = 100_000
+CPU_QUOTA_US = 100_000   # at most one CPU per container: a runaway process cannot take the host
+# CIS 5.29 asks for --pids-limit; the provider (pulumi-docker 5.2.0, kreuzwerker) has no pids_limit input. The nproc
+# ulimit stands in: it caps the processes and threads of the container's uid (counted host-wide for that uid),
+# so a fork bomb stops there instead of exhausting the host's pid space.
+NPROC_LIMIT = 4096
 
 
 def labels(settings: Settings, role: str, release: str | None = None) -> list[docker.ContainerLabelArgs]:
@@ -48,6 +54,9 @@ def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, releas
         memory=memory_mb,
         memory_swap=memory_mb,   # equal to memory: no swap, so the limit is a real limit
         cpu_shares=CPU_SHARES,
+        cpu_period=CPU_PERIOD_US,
+        cpu_quota=CPU_QUOTA_US,
+        ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=NPROC_LIMIT, hard=NPROC_LIMIT)],
         restart=RESTART,
         log_driver="json-file",
         log_opts=LOG_OPTS,

@@ -26,6 +26,10 @@ check_name() {
 check_name WEBSTACK_DB_USER role
 check_name WEBSTACK_DB_NAME database
 
+# A socket volume created from an older image kept 2770; postgres owns the directory, so it can tighten it.
+SOCKET_DIR=/var/run/postgresql
+[ ! -d "$SOCKET_DIR" ] || chmod 2750 "$SOCKET_DIR"
+
 [ -f "$CONFIG" ] || fail "$CONFIG is missing; build the image with PG_CONF_B64, PG_HBA_B64 and PG_IDENT_B64"
 [ -d "$PGDATA" ] || fail "$PGDATA does not exist; mount the data volume there"
 [ -O "$PGDATA" ] || fail "$PGDATA is owned by uid $(stat -c %u "$PGDATA"), but this process runs as uid $(id -u); run as the postgres user (uid 999) on a volume it owns"

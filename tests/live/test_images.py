@@ -346,10 +346,10 @@ def test_db_hba_and_ident_rules_are_exactly_the_rendered_ones(stack):
     assert ident.stdout.splitlines() == ["webstack|backend|app|"]
 
 
-def test_db_socket_is_mode_770_group_dbsock(stack):
+def test_db_socket_is_mode_770_group_dbsock_in_a_2750_directory(stack):
     socket_file = f"{contract.SOCKET_DIR}/.s.PGSQL.5432"
     assert docker("exec", stack.db, "stat", "-c", "%a %U %G", socket_file).stdout.strip() == "770 postgres dbsock"
-    assert docker("exec", stack.db, "stat", "-c", "%a %G", contract.SOCKET_DIR).stdout.strip() == "2770 dbsock"
+    assert docker("exec", stack.db, "stat", "-c", "%a %G", contract.SOCKET_DIR).stdout.strip() == "2750 dbsock"
 
 
 # --- backend ------------------------------------------------------------------------------------------------

@@ -56,3 +56,25 @@ def test_container_shares_no_host_namespace(prod, role):
         assert c.get("networkMode") in (None, "bridge") and c["networksAdvanced"]
         assert not {"pidMode", "ipcMode", "usernsMode"} & set(c)
         assert "docker.sock" not in str(c.get("mounts", ""))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_has_a_cpu_quota(prod, role):
+    for c in containers(prod, role):
+        assert c["cpuPeriod"] == 100_000 and 0 < c["cpuQuota"] <= 2 * c["cpuPeriod"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_container_has_a_process_limit(prod, role):
+    """pulumi-docker 5.2.0 has no pids_limit input: the nproc ulimit (per uid) stands in for it."""
+    for c in containers(prod, role):
+        nproc = [u for u in c.get("ulimits", []) if u["name"] == "nproc"]
+        assert nproc and 0 < nproc[0]["hard"] <= 4096 and nproc[0]["soft"] == nproc[0]["hard"]
+
+
+def test_the_socket_directory_lets_the_backend_connect_but_not_unlink():
+    from tests.stack_config import PROJECT_DIR
+    dockerfile = (PROJECT_DIR / "containers/db/Dockerfile").read_text()
+    entrypoint = (PROJECT_DIR / "containers/db/entrypoint.sh").read_text()
+    assert "-m 2750 /var/run/postgresql" in dockerfile and "2770" not in dockerfile
+    assert 'chmod 2750 "$SOCKET_DIR"' in entrypoint   # a volume created from an older image is fixed too
