@@ -45,6 +45,8 @@ install_python_host() {
   local sdk; sdk=$(cd "$HERE/cli" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
   install -m 0755 "$HERE/language-python/pulumi-language-python" "$OUT_DIR/pulumi-language-python"
   install -m 0644 "$HERE/language-python/language_host.py" "$OUT_DIR/language_host.py"
+  # RunPlugin: how the engine starts a Python policy pack (`--policy-pack`) through the language host.
+  install -m 0644 "$HERE/language-python/run_plugin.py" "$OUT_DIR/run_plugin.py"
   install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$OUT_DIR/pulumi-resource-pulumi-python"
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$OUT_DIR/pulumi-language-python-exec"
 }

@@ -20,6 +20,8 @@ import grpc
 from pulumi.automation._server import LanguageServer
 from pulumi.runtime.proto import language_pb2_grpc
 
+from run_plugin import run_plugin
+
 MAX_MESSAGE = 400 * 1024 * 1024   # the engine's own limit for gRPC messages
 
 
@@ -44,6 +46,9 @@ class ProjectLanguageServer(LanguageServer):
         if not request.args and self.engine_address:
             request.args.append(self.engine_address)   # LanguageServer reads the engine address from args[0]
         return super().Run(request, context)
+
+    def RunPlugin(self, request, context):
+        return run_plugin(request, context)   # policy packs (`--policy-pack`): see run_plugin.py
 
 
 def main(argv: list[str]) -> None:
