@@ -12,6 +12,10 @@ from .backend import Backend
 from .certificates import Certificates
 from .hardening import hardened, healthcheck
 from .release_gate import ReleaseGate
+
+# Pauses between the tries of the check through the edge after a switch: the release gate already found the
+# containers healthy, so a release that does not answer through the edge within about 7 s is switched back.
+VERIFY_DELAYS = ("0.5", "1", "2", "4")
 from .remote_host import Command, RemoteHost
 from .settings import Settings
 from .web import Web
@@ -74,10 +78,15 @@ class Edge(pulumi.ComponentResource):
                                                "tls/privkey.pem": pems[1]})))
         else:
             bundle = pulumi.Output.from_input(rendering.edge_bundle({"site.conf": site}))
-        self.switch = self._args.host.run(
-            f"{self._name}-switch",
-            create=f"exec -i {settings.name_prefix}-edge {contract.EDGE_APPLY_COMMAND}",
-            stdin=bundle,
+        tls = settings.tls_enabled
+        script = rendering.render(
+            "host/edge-switch.sh.j2", generation=f"{backend.generation}-{web.generation}",
+            edge=f"{settings.name_prefix}-edge", apply_command=contract.EDGE_APPLY_COMMAND, tls=tls,
+            domain=settings.domain, port=contract.EDGE_HTTPS_PORT if tls else contract.EDGE_HTTP_PORT,
+            paths=["/", f"/api{settings.backend.healthPath}"], delays=VERIFY_DELAYS,
+            config_dir=contract.EDGE_CONFIG_DIR)
+        self.switch = self._args.host.script(
+            f"{self._name}-switch", script, stdin=bundle,
             # A replaced edge container starts from its volume; re-apply anyway so it always has this release.
             triggers=[self.container.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[gate.check, self.container]))

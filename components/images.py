@@ -92,7 +92,8 @@ class Images(pulumi.ComponentResource):
             f"{self._name}-{role}",
             name=f"{self._settings.name_prefix}-{role}:{tag}",
             build=docker.RemoteImageBuildArgs(
-                context=str(context), dockerfile=dockerfile, build_args=build_args, label=labels,
+                # `labels` reach the classic builder, `label` buildx: both, so the image has them either way.
+                context=str(context), dockerfile=dockerfile, build_args=build_args, labels=labels, label=labels,
                 # The classic builder needs neither buildx nor a registry for FROM a local base image.
                 use_legacy_builder=True),
             triggers={"context": digest},

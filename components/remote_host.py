@@ -134,12 +134,13 @@ class RemoteHost(pulumi.ComponentResource):
         return remote.Command(name, connection=self.connection, create=f"docker {create}", stdin=stdin,
                               triggers=list(triggers), logging=remote.Logging.STDOUT_AND_STDERR, opts=opts)
 
-    def script(self, name: str, script: str, *, triggers: Sequence[pulumi.Input],
-               opts: pulumi.ResourceOptions) -> Command:
+    def script(self, name: str, script: str, *, triggers: Sequence[pulumi.Input], opts: pulumi.ResourceOptions,
+               stdin: Optional[pulumi.Input[str]] = None) -> Command:
         """A shell script whose `docker` commands reach the target's engine (DOCKER_HOST locally, the host's own
-        engine over SSH). It runs again when a trigger changes."""
+        engine over SSH). It runs again when a trigger or its stdin changes."""
         if self.connection is None:
-            return local.Command(name, create=script, environment={"DOCKER_HOST": self.docker_host},
+            return local.Command(name, create=script, environment={"DOCKER_HOST": self.docker_host}, stdin=stdin,
                                  triggers=list(triggers), logging=local.Logging.STDOUT_AND_STDERR, opts=opts)
         return remote.Command(name, connection=self.connection, create=f"sh -c {shlex.quote(script)} webstack",
-                              triggers=list(triggers), logging=remote.Logging.STDOUT_AND_STDERR, opts=opts)
+                              stdin=stdin, triggers=list(triggers), logging=remote.Logging.STDOUT_AND_STDERR,
+                              opts=opts)

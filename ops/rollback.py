@@ -27,24 +27,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("rollback", help="run the release and config of an earlier stack version again")
     parser.add_argument("--stack", required=True)
     parser.add_argument("--to", type=int, metavar="VERSION",
-                        help="the stack version (pulumi stack history); default: the previous successful update")
+                        help="the stack version, counted from the oldest update (1), as --list shows; "
+                             "default: the previous successful update")
+    parser.add_argument("--list", action="store_true", help="list the stack's versions and exit")
     parser.add_argument("--yes", action="store_true", help="apply without asking after the preview")
     parser.set_defaults(func=run)
 
 
-def choose(history: list[auto.UpdateSummary], version: int | None) -> auto.UpdateSummary:
-    updates = [h for h in history if h.kind == "update" and h.result == "succeeded"]
+def numbered(history: list[auto.UpdateSummary]) -> list[tuple[int, auto.UpdateSummary]]:
+    """Stack versions, newest first, numbered from the oldest entry (1). The DIY backends' history carries no
+    version numbers of its own, so webstack counts them, the same way every time."""
+    return [(len(history) - i, entry) for i, entry in enumerate(history)]
+
+
+def version_of(history: list[auto.UpdateSummary], release: str) -> int:
+    """The newest successful update that ran `release`."""
+    for number, entry in numbered(history):
+        if entry.kind == "update" and entry.result == "succeeded" and \
+                (entry.config or {}).get(f"{NAMESPACE}:release", auto.ConfigValue("")).value == release:
+            return number
+    raise OpsError(f"no successful update ran release {release!r}")
+
+
+def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int, auto.UpdateSummary]:
+    updates = [(n, h) for n, h in numbered(history) if h.kind == "update" and h.result == "succeeded"]
     if version is None:
         if len(updates) < 2:
             raise OpsError("there is no earlier successful update to roll back to (`pulumi stack history`)")
         return updates[1]
-    chosen = next((h for h in history if h.version == version), None)
+    chosen = next((h for n, h in numbered(history) if n == version), None)
     if chosen is None:
-        raise OpsError(f"the stack has no version {version}: `pulumi stack history` lists them")
+        raise OpsError(f"the stack has no version {version}: `python -m ops rollback --list` lists them")
     if chosen.kind != "update" or chosen.result != "succeeded":
         raise OpsError(f"version {version} is a {chosen.result} {chosen.kind}, not a successful update: pick "
-                       "another version from `pulumi stack history`")
-    return chosen
+                       "another version from `python -m ops rollback --list`")
+    return version, chosen
 
 
 def release_images(target: Target, release: str) -> dict[str, str]:
@@ -65,11 +82,17 @@ def release_images(target: Target, release: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     stack = stacks.select(args.stack)
-    chosen = choose(stack.history(page_size=10_000, page=1, show_secrets=True), args.to)
+    history = stack.history(page_size=10_000, page=1, show_secrets=True)
+    if args.list:
+        for number, entry in numbered(history):
+            release = (entry.config or {}).get(f"{NAMESPACE}:release", auto.ConfigValue("-")).value
+            print(f"{number:>4}  {entry.start_time:%Y-%m-%d %H:%M:%S}  {entry.kind:<8} {entry.result:<10} release {release}")
+        return 0
+    number, chosen = choose(history, args.to)
     config = dict(chosen.config or {})
     release_key = f"{NAMESPACE}:release"
     if release_key not in config:
-        raise OpsError(f"version {chosen.version} has no {release_key} in its config")
+        raise OpsError(f"version {number} has no {release_key} in its config")
     release = config[release_key].value
     target = Target(settings_of(stack))
     images = release_images(target, release)
@@ -77,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     images_key = f"{NAMESPACE}:images"
     previous_images = json.loads(config[images_key].value) if images_key in config else {}
     config[images_key] = auto.ConfigValue(json.dumps({**previous_images, "pinned": pinned}))
-    print(f"rolling back stack {args.stack} to version {chosen.version} (release {release}, "
+    print(f"rolling back stack {args.stack} to version {number} (release {release}, "
           f"backend {images['backend'][7:19]}, web {images['web'][7:19]})", flush=True)
 
     current = stack.get_all_config()
@@ -97,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             stack.remove_config(key)
         stack.set_all_config(current)
         raise
-    print(f"rolled back to release {release} (version {chosen.version}) in {time.monotonic() - started:.1f}s: "
+    print(f"rolled back to release {release} (version {number}) in {time.monotonic() - started:.1f}s: "
           f"{result.summary.resource_changes}", flush=True)
     return 0
 

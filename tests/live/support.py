@@ -31,13 +31,18 @@ def require_docker() -> None:
 
 
 def remove_by_prefix(prefix: str) -> None:
-    """Remove containers, then networks, then volumes whose names start with prefix."""
+    """Remove containers, then networks, then volumes whose names start with prefix, then images whose
+    repository does (a release name is built once: a test stack starts without its earlier runs' images)."""
     for kind, listing in (("container", ["ps", "-a"]), ("network", ["network", "ls"]), ("volume", ["volume", "ls"])):
         names = [n for n in _docker(*listing, "--format", "{{.Names}}" if kind == "container" else "{{.Name}}")
                  .stdout.split() if n.startswith(prefix)]
         if names:
             _docker(*({"container": ["rm", "-f", "-v"], "network": ["network", "rm"],
                        "volume": ["volume", "rm", "-f"]}[kind]), *names)
+    images = [n for n in _docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+              if n.startswith(prefix)]
+    if images:
+        _docker("image", "rm", "-f", *images)
 
 
 def show_figures(request, title: str, figures: dict[str, str]) -> None:

@@ -533,6 +533,23 @@ def test_edge_refuses_old_tls_with_a_server_alert(stack, version):
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def assert_edge_error_page(response, title: str) -> None:
+    """The edge's own page: no nginx banner, no upstream address, no path."""
+    body = response.body.decode()
+    assert f"<h1>{title}</h1>" in body, body
+    assert "nginx" not in body.lower() and ":8000" not in body and "/api" not in body, body
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_missing_page_gets_the_edge_s_own_404(stack, tls):
+    port = stack.edge_https if tls else stack.edge_http
+    stack.apply_variant(tls)
+    response = request(port, "/no/such/page.html", tls=tls)
+    assert response.status == 404
+    assert_edge_error_page(response, "Not found")
+    assert_security_headers(response, tls, {"Cache-Control": "no-store, max-age=0"})
+
+
 def test_edge_gateway_errors_keep_security_headers(stack, tls):
     port = stack.edge_https if tls else stack.edge_http
     # A backend address that refuses connections (the web container: nothing listens on the backend port).
@@ -541,6 +558,7 @@ def test_edge_gateway_errors_keep_security_headers(stack, tls):
     response = request(port, "/api/health", tls=tls)
     assert response.status == 502
     assert_security_headers(response, tls, {"Cache-Control": "no-store, max-age=0"})
+    assert_edge_error_page(response, "Bad gateway")
     # Stopped backend containers: their addresses vanish from the network, so nothing refuses the connection
     # and nginx gives up after proxy_connect_timeout (5 s per server): a 504 rather than a 502.
     stack.apply_variant(tls)
@@ -550,6 +568,7 @@ def test_edge_gateway_errors_keep_security_headers(stack, tls):
         response = request(port, "/api/health", tls=tls)
         assert response.status in (502, 504)
         assert_security_headers(response, tls, {"Cache-Control": "no-store, max-age=0"})
+        assert_edge_error_page(response, "Bad gateway" if response.status == 502 else "Gateway timeout")
     finally:
         for backend in stack.backends:
             docker("start", backend)

@@ -9,6 +9,7 @@ version that ran r1 under load, the guard against rebuilding a release name with
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from ops import rollback
 from tests.live.loadgen import stop_all
 from tests.live.support import remove_by_prefix, require_docker, show_figures
 from tests.live.engine import TOOLCHAIN_BIN, EngineFailed
@@ -57,8 +59,7 @@ class ReleaseStack(LiveStack):
                               text=True, env=env, cwd=PROJECT_DIR, timeout=600, stdin=subprocess.DEVNULL)
 
     def version_of(self, release: str) -> int:
-        return next(h.version for h in self.engine.history()
-                    if h.kind == "update" and h.result == "succeeded" and h.config["webstack:release"].value == release)
+        return rollback.version_of(self.engine.history(), release)
 
 
 @pytest.fixture(scope="module")
@@ -135,4 +136,25 @@ def test_4_images_beyond_images_keep_are_pruned_and_a_rollback_to_them_says_so(s
     refused = stack.ops("rollback", "--to", str(stack.version_of("r2")), "--yes")
     assert refused.returncode == 2 and "are no longer on the target" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+    assert "release-marker r4" in stack.page()
+
+
+def test_5_a_release_healthy_inside_but_unreachable_through_the_edge_is_switched_back(stack, tmp_path):
+    """The API answers its own health check but listens on 127.0.0.1 only: the edge cannot reach it."""
+    context = tmp_path / "backend-on-localhost"
+    shutil.copytree(stack.engine.work_dir / "containers" / "backend", context)
+    config = context / "gunicorn.conf.py"
+    config.write_text(config.read_text().replace('bind = f"0.0.0.0:{_port}"', 'bind = f"127.0.0.1:{_port}"'))
+    page_load, api_load = stack.load()
+    with pytest.raises(EngineFailed) as failed:
+        stack.up(**{"webstack:release": "r5-localhost", "webstack:backend.context": str(context)})
+    api, page = stop_all([api_load]), stop_all([page_load])
+    message = failed.value.message
+    stack.figures["release unreachable through the edge"] = \
+        f"failed in {failed.value.seconds:.1f}s and switched back; page: {page.detail}; api: {api.detail}"
+    assert "through the edge still fails" in message and "switched back to the previous configuration" in message, \
+        message
+    assert page.failed == 0, page.detail
+    # The API fails only between the switch and the switch back (a few seconds), never after it.
+    assert urllib.request.urlopen(stack.url + "/api/readiness", context=TLS, timeout=10).status == 200
     assert "release-marker r4" in stack.page()

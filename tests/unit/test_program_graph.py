@@ -203,9 +203,12 @@ def test_edge_switch_routes_to_this_release_containers(dev):
     assert f"server {only(dev, 'web').inputs['name']}:{contract.WEB_PORT}" in site
 
 
-def test_edge_is_reconfigured_by_reload_inside_the_running_container(dev):
-    switch = dev.named("edge-switch")
-    assert switch.inputs["create"].endswith(f"exec -i webstack-dev-edge {contract.EDGE_APPLY_COMMAND}")
+def test_edge_is_reconfigured_by_reload_inside_the_running_container_then_checked_through_it(dev):
+    script = dev.named("edge-switch").inputs["create"]
+    assert f'docker exec -i "$edge" {contract.EDGE_APPLY_COMMAND}' in script and "edge=webstack-dev-edge" in script
+    # TLS, the public name and both routes, answered by the edge itself; a failure puts `prev` back.
+    assert '--resolve "localhost:8443:127.0.0.1"' in script and "for path in / /api/readiness" in script
+    assert "mv prev live && nginx -s reload" in script
 
 
 def test_backend_health_gate_uses_the_configured_path(dev):
