@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import typing
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -96,7 +97,7 @@ def describe(error: dict, secret_keys: set[str] = frozenset()) -> tuple[str, str
     key_material = is_secret_path(path)
     secret = key_material or path.split(".")[0] in secret_keys
     if error["type"] == "extra_forbidden":
-        return unknown_key(path, known_fields(path))
+        return unknown_key(path, known_fields(error["loc"]))
     if error["type"] == "missing":
         return path, with_fix(path, "is required")
     message = error["msg"].removeprefix("Value error, ")
@@ -107,10 +108,14 @@ def describe(error: dict, secret_keys: set[str] = frozenset()) -> tuple[str, str
     return path, with_fix(path, message, key_material)
 
 
-def known_fields(path: str) -> list[str]:
+def known_fields(loc: tuple | str) -> list[str]:
+    """The fields allowed next to the last part of `loc` (a pydantic error location, or a dotted path)."""
+    parts = loc.split(".") if isinstance(loc, str) else [str(part) for part in loc]
     model: Any = Settings
-    for part in path.split(".")[:-1]:
-        model = model.model_fields[part].annotation
+    for part in parts[:-1]:
+        annotation = model.model_fields[part].annotation
+        # Optional[Model] -> Model
+        model = next((a for a in (*typing.get_args(annotation), annotation) if hasattr(a, "model_fields")), annotation)
     return [name for name in model.model_fields if name not in ("stack", "projectDir", "secretKeys")]
 
 

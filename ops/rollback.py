@@ -67,11 +67,13 @@ def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int,
 def release_images(target: Target, release: str) -> dict[str, str]:
     """The image IDs of `release` on the target, per role; refuses when one is gone."""
     found: dict[str, str] = {}
-    for line in target.docker("image", "ls", "--no-trunc", "--filter", f"label=webstack.stack={target.settings.stack}",
-                              "--filter", f"label=webstack.release={release}",
-                              "--format", '{{.ID}} {{.Label "webstack.role"}}').splitlines():
-        image_id, _, role = line.partition(" ")
-        found.setdefault(role, image_id)      # newest first
+    ids = target.docker("image", "ls", "-q", "--no-trunc", "--filter", f"label=webstack.stack={target.settings.stack}",
+                        "--filter", f"label=webstack.release={release}").split()
+    if ids:   # newest first, as `docker image ls` sorts them
+        for line in target.docker("image", "inspect", "-f", '{{.Id}} {{index .Config.Labels "webstack.role"}}',
+                                  *ids).splitlines():
+            image_id, _, role = line.partition(" ")
+            found.setdefault(role, image_id)
     missing = [role for role in RELEASE_ROLES if role not in found]
     if missing:
         raise OpsError(f"the {' and '.join(missing)} image(s) of release {release!r} are no longer on the target "
@@ -103,26 +105,71 @@ def run(args: argparse.Namespace) -> int:
     print(f"rolling back stack {args.stack} to version {number} (release {release}, "
           f"backend {images['backend'][7:19]}, web {images['web'][7:19]})", flush=True)
 
-    current = stack.get_all_config()
-    for key in set(current) - set(config):
-        stack.remove_config(key)
-    stack.set_all_config(config)
+    stack_file = stacks.PROJECT_DIR / f"Pulumi.{stack.name}.yaml"
+    before = stack_file.read_text() if stack_file.exists() else None
     try:
+        write_config(stack, stack_file, config)
         stack.preview(diff=False, color="never", on_output=lambda line: print(line, end=""))
         if not args.yes and not confirmed():
             raise OpsError("not applied; the stack's config is unchanged")
         started = time.monotonic()
         result = stack.up(color="never", on_output=lambda line: print(line, end=""))
     except BaseException:
-        # Not applied (declined, or the preview/update failed before it could apply): put the config back,
-        # so that the stack's config keeps describing what runs.
-        for key in set(stack.get_all_config()) - set(current):
-            stack.remove_config(key)
-        stack.set_all_config(current)
+        # Not applied (declined, or the preview/update failed): put the stack file back as it was, so that the
+        # stack's config keeps describing what runs.
+        if before is None:
+            stack_file.unlink(missing_ok=True)
+        else:
+            stack_file.write_text(before)
         raise
     print(f"rolled back to release {release} (version {number}) in {time.monotonic() - started:.1f}s: "
           f"{result.summary.resource_changes}", flush=True)
     return 0
+
+
+def parsed(value: str):
+    """History holds every value as a string; objects and lists as JSON."""
+    if value.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def leaves(value, path: str):
+    """(dotted path, scalar) for every leaf of an object, as `pulumi config set --path` names them."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaves(item, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
+def write_config(stack: auto.Stack, stack_file, config: dict[str, auto.ConfigValue]) -> None:
+    """Make the stack's config exactly `config`, as `pulumi config set` would have written it: plain values (objects
+    as objects: Pulumi.yaml types them) into the stack file, secrets encrypted by the engine, leaf by leaf."""
+    import yaml
+
+    declared = (yaml.safe_load((stacks.PROJECT_DIR / "Pulumi.yaml").read_text()).get("config") or {})
+    integers = {f"{NAMESPACE}:{k}" for k, spec in declared.items() if isinstance(spec, dict) and spec.get("type") == "integer"}
+    document = (yaml.safe_load(stack_file.read_text()) if stack_file.exists() else None) or {}
+    document["config"] = {key: int(value.value) if key in integers else parsed(value.value)
+                          for key, value in config.items() if not value.secret}
+    stack_file.write_text(yaml.safe_dump(document, sort_keys=True))
+    for key, value in config.items():
+        if not value.secret:
+            continue
+        content = parsed(value.value)
+        if isinstance(content, (dict, list)):
+            for path, leaf in leaves(content, key):
+                text = leaf if isinstance(leaf, str) else json.dumps(leaf)
+                stack.set_config(path, auto.ConfigValue(text, secret=True), path=True)
+        else:
+            stack.set_config(key, auto.ConfigValue(value.value, secret=True))
 
 
 def confirmed() -> bool:

@@ -12,10 +12,13 @@ are never touched. Figures are printed at the end (-s shows them as they come).
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +26,7 @@ import pytest
 import yaml
 
 from components.local_files import SshAccess, key_path
-from tests.live.engine import EngineFailed, EngineStack
+from tests.live.engine import TOOLCHAIN_BIN, EngineFailed, EngineStack
 from tests.live.hosts import TestHost, hosts  # noqa: F401 (fixture)
 from tests.live.loadgen import Load, stop_all
 from tests.live.support import container_names, show_figures
@@ -183,3 +186,22 @@ def test_4_rolling_back_keeps_serving_and_keeps_the_rows(stack):
     assert set(stack.health(container_names(result.outputs)).values()) == {"healthy"}
     assert stack.running("backend") == sorted(result.outputs["containers"]["backend"])
     assert "written on the remote host" in stack.notes()
+
+
+def test_5_status_and_logs_reach_the_remote_host_over_the_pinned_ssh(stack):
+    env = {**os.environ, **stack.engine.env, "WEBSTACK_PROJECT_DIR": str(stack.engine.work_dir),
+           "PATH": f"{TOOLCHAIN_BIN}:{os.environ['PATH']}"}
+
+    def ops(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ops", *args, "--stack", STACK], capture_output=True, text=True,
+                              env=env, cwd=PROJECT_DIR, timeout=120)
+
+    status = ops("status", "--json")
+    assert status.returncode == 0, status.stderr
+    rows = json.loads(status.stdout)["services"]
+    assert {r["service"] for r in rows} == {"edge", "web", "backend", "database"}
+    assert {r["health"] for r in rows} == {"healthy"}, rows
+    assert "days left" in json.loads(status.stdout)["certificate"]
+    FIGURES["ops status (ssh)"] = "\n" + ops("status").stdout
+    logs = ops("logs", "database", "--tail", "20")
+    assert logs.returncode == 0 and "webstack-remotetest-db" in logs.stdout, logs.stderr
