@@ -14,6 +14,7 @@ encrypted by the engine. Keys with a path (`webstack:backend.healthPath`) set on
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets as token
@@ -126,7 +127,8 @@ class EngineStack:
         document = yaml.safe_load(self.stack_file.read_text()) if self.stack_file.exists() else None
         document = document or {}
         plain: dict[str, Any] = {}
-        for key, value in {**self.base_config, **(overrides or {})}.items():
+        # A deep copy: a path override must not reach into the base config's own objects (it would stick).
+        for key, value in copy.deepcopy({**self.base_config, **(overrides or {})}).items():
             root, path = _split(key)
             if not path:
                 plain[root] = value

@@ -532,7 +532,6 @@ def test_edge_refuses_old_tls_with_a_server_alert(stack, version):
     assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def assert_edge_error_page(response, title: str) -> None:
     """The edge's own page: no nginx banner, no upstream address, no path."""
     body = response.body.decode()
@@ -550,6 +549,7 @@ def test_a_missing_page_gets_the_edge_s_own_404(stack, tls):
     assert_security_headers(response, tls, {"Cache-Control": "no-store, max-age=0"})
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_edge_gateway_errors_keep_security_headers(stack, tls):
     port = stack.edge_https if tls else stack.edge_http
     # A backend address that refuses connections (the web container: nothing listens on the backend port).

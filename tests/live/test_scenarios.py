@@ -128,10 +128,13 @@ def test_2_the_preview_of_a_release_names_exactly_what_changes(stack):
     before = {role: stack.containers(role) for role in ("backend", "web", "database", "edge")}
     plan = stack.engine.preview(**{"webstack:release": "r2"})
     created, deleted = plan.names("create"), plan.names("delete")
-    assert [n.split("-")[0] for n in created] == ["backend", "web"] and all("-r2-" in n for n in created), plan.steps
-    assert [n.split("-")[0] for n in deleted] == ["backend", "web"] and all("-r1-" in n for n in deleted), plan.steps
+    # The release's containers and its gate are new resources; the previous release's go at the end.
+    assert [n.split("-")[0] for n in created] == ["backend", "release", "web"], plan.steps
+    assert all("-r2-" in n for n in created) and all("-r1-" in n for n in deleted), plan.steps
+    assert [n.split("-")[0] for n in deleted] == ["backend", "release", "web"], plan.steps
     assert plan.names("update") == ["edge-switch"], [u for o, u in plan.steps if o == "update"]
-    assert plan.names("replace") == ["images-backend", "images-web"], plan.steps   # tagged with the release
+    assert plan.names("replace") == ["images-backend", "images-backend-guard", "images-prune", "images-web",
+                                     "images-web-guard"], plan.steps   # tagged with the release, guarded, pruned
     same = plan.names("same")
     assert {"database-postgres", "database-data", "edge-nginx", "images-db", "images-edge"} <= set(same)
     assert {role: stack.containers(role) for role in before} == before   # a preview changes nothing
