@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--since", help="only newer lines: a duration (10m, 2h) or a timestamp, as docker logs")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     parser.add_argument("--grep", help="only lines matching this regular expression")
-    parser.add_argument("--tail", type=int, default=200, help="lines per container before following (200)")
+    parser.add_argument("--tail", type=int, help="lines per container before following (default: all lines --since "
+                                                  "asks for, else the last 200)")
     parser.set_defaults(func=run)
 
 
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if not containers:
         raise OpsError(f"no running container of {', '.join(sorted(wanted))} in stack {args.stack}")
     lines: "queue.Queue[tuple[str, str] | None]" = queue.Queue()
-    options = [f"--tail={args.tail}", *([f"--since={args.since}"] if args.since else []),
+    tail = args.tail if args.tail is not None else (None if args.since else 200)
+    options = [*([f"--tail={tail}"] if tail is not None else []), *([f"--since={args.since}"] if args.since else []),
                *(["--follow"] if args.follow else [])]
 
     def pump(name: str) -> None:
