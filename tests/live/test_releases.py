@@ -19,10 +19,8 @@ import pytest
 
 from ops import rollback
 from tests.live.loadgen import stop_all
-from tests.live.support import remove_by_prefix, require_docker, show_figures
 from tests.live.engine import TOOLCHAIN_BIN, EngineFailed
-from tests.live.test_engine import require_toolchain
-from tests.live.test_scenarios import PROJECT_DIR, TLS, LiveStack
+from tests.live.test_scenarios import PROJECT_DIR, TLS, LiveStack, deployed
 
 pytestmark = pytest.mark.live
 STACK = "reltest"
@@ -64,20 +62,7 @@ class ReleaseStack(LiveStack):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
-    require_docker()
-    require_toolchain()
-    remove_by_prefix(PREFIX)
-    live = ReleaseStack(tmp_path_factory.mktemp("reltest"), stack=STACK)
-    yield live
-    try:
-        if live.engine.export().get("resources"):
-            live.engine.cli("state", "unprotect", live.urn("database-data"), "--yes")
-            live.engine.destroy()
-    finally:
-        remove_by_prefix(PREFIX)
-        subprocess.run(f"docker image ls -q --filter label=webstack.stack={STACK} | xargs -r docker image rm -f",
-                       shell=True, capture_output=True)
-        show_figures(request, "releases", live.figures)
+    yield from deployed(lambda: ReleaseStack(tmp_path_factory.mktemp("reltest"), stack=STACK), request, "releases")
 
 
 def test_1_three_releases_with_different_code_each_keep_their_own_images(stack):

@@ -30,7 +30,6 @@ from tests.live.test_engine import require_toolchain
 pytestmark = pytest.mark.live
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 STACK = "livetest"
-PREFIX = f"webstack-{STACK}-"
 RPS_PER_TARGET = 30   # two targets (page and API): 60 requests/s through the edge
 TLS = ssl._create_unverified_context()   # the dev stack's certificate is self-signed
 
@@ -90,20 +89,27 @@ def health(name: str) -> str:
     return out.stdout.strip() or out.stderr.strip()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, request):
+def deployed(make_stack, request, title: str):
+    """A live stack for a test module: nothing of an earlier run's stack left before, nothing of it after (the
+    protected volume is unprotected for the destroy; images go with the name prefix); figures printed last."""
     require_docker()
     require_toolchain()
-    remove_by_prefix(PREFIX)
-    live = LiveStack(tmp_path_factory.mktemp("livetest"))
+    live = make_stack()
+    prefix = f"webstack-{live.name}-"
+    remove_by_prefix(prefix)
     yield live
     try:
         if live.engine.export().get("resources"):
             live.engine.cli("state", "unprotect", live.urn("database-data"), "--yes")
             live.engine.destroy()
     finally:
-        remove_by_prefix(PREFIX)
-        show_figures(request, "live", live.figures)
+        remove_by_prefix(prefix)
+        show_figures(request, title, live.figures)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, request):
+    yield from deployed(lambda: LiveStack(tmp_path_factory.mktemp("livetest")), request, "live")
 
 
 def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, tmp_path):
