@@ -20,7 +20,7 @@ def pulumi_command() -> auto.PulumiCommand:
     """The `pulumi` on PATH, else the one tools/pulumi-toolchain/build.sh built."""
     on_path = shutil.which("pulumi")
     binary = Path(on_path).resolve() if on_path else TOOLCHAIN_BIN / "pulumi"
-    if not binary.exists():
+    if not binary.exists() or binary.parent.name != "bin":   # PulumiCommand runs <root>/bin/pulumi
         raise OpsError("no pulumi CLI: install Pulumi (curl -fsSL https://get.pulumi.com | sh) or build the pinned "
                        "toolchain (bash tools/pulumi-toolchain/build.sh)")
     return auto.PulumiCommand(root=str(binary.parent.parent), skip_version_check=True)

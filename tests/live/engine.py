@@ -19,26 +19,20 @@ import json
 import os
 import secrets as token
 import shutil
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import yaml
 from pulumi import automation as auto
 
+from ops.stack import TOOLCHAIN_BIN, pulumi_command
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-TOOLCHAIN_BIN = Path(os.environ.get("PULUMI_TOOLCHAIN_BIN", Path.home() / ".cache/pulumi-toolchain/bin"))
 COPIED = ("Pulumi.yaml", "__main__.py", "components", "containers", "templates", "requirements.txt")
-
-
-def pulumi_command() -> auto.PulumiCommand:
-    """The CLI on PATH, or the one tools/pulumi-toolchain/build.sh built."""
-    on_path = shutil.which("pulumi")
-    binary = Path(on_path).resolve() if on_path else TOOLCHAIN_BIN / "pulumi"
-    if not binary.exists() or binary.parent.name != "bin":   # PulumiCommand runs <root>/bin/pulumi
-        raise RuntimeError(f"no pulumi CLI on PATH nor in {TOOLCHAIN_BIN}: run bash tools/pulumi-toolchain/build.sh")
-    return auto.PulumiCommand(root=str(binary.parent.parent), skip_version_check=True)
 
 
 @dataclass
@@ -195,6 +189,13 @@ class EngineStack:
         """The file backend's raw files for this stack: the checkpoint and every history entry."""
         root = Path(self.backend_url.removeprefix("file://")) / ".pulumi"
         return [p for p in root.rglob("*") if p.is_file()]
+
+    def ops(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """`python -m ops ARGS --stack NAME` as an operator runs it, against this stack's backend and project copy."""
+        env = {**os.environ, **self.env, "WEBSTACK_PROJECT_DIR": str(self.work_dir),
+               "PATH": f"{TOOLCHAIN_BIN}{os.pathsep}{os.environ['PATH']}"}
+        return subprocess.run([sys.executable, "-m", "ops", *args, "--stack", self.name], capture_output=True,
+                              text=True, env=env, cwd=PROJECT_DIR, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def cli(self, *args: str) -> auto.CommandResult:
         """Any other `pulumi` command on this stack (e.g. `state unprotect`)."""

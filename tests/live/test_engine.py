@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live.engine import PROJECT_DIR, TOOLCHAIN_BIN, EngineFailed, EngineStack
+from tests.live.engine import PROJECT_DIR, TOOLCHAIN_BIN, EngineFailed, EngineRun, EngineStack
 
 pytestmark = pytest.mark.live
 
@@ -129,24 +129,33 @@ def test_4_history_has_one_entry_per_update_with_its_config(stack):
     assert newest.config["enginetest:token"].secret   # the SDK asks for --show-secrets; at rest see test_2
 
 
-def test_5_a_second_up_while_one_runs_is_refused_by_the_lock(stack, tmp_path):
-    other = EngineStack(stack.work_dir, "dev", tmp_path, copy=False, backend_url=stack.backend_url,
-                        passphrase=stack.passphrase)
+def second_up_while_the_first_runs(stack: EngineStack, other: EngineStack, overrides: dict,
+                                   lock_taken) -> tuple[EngineRun, EngineFailed]:
+    """Start `up` on `stack` (a slow one); once `lock_taken()` sees the backend's lock, run `up` on `other` (the same
+    stack in another workspace). Returns the first run and the second one's failure."""
     first: dict = {}
-    slow = {"enginetest:slowSeconds": "8", "enginetest:slowToken": "t1"}
-    runner = threading.Thread(target=lambda: first.setdefault("run", stack.up(**slow)))
+    runner = threading.Thread(target=lambda: first.setdefault("run", stack.up(**overrides)))
     runner.start()
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not list(Path(stack.backend_url[7:]).rglob("locks/**/*.json")):
+        while time.monotonic() < deadline and not lock_taken():
             time.sleep(0.1)
-        assert list(Path(stack.backend_url[7:]).rglob("locks/**/*.json")), "the first up never took the lock"
+        assert lock_taken(), "the first up never took the lock"
         with pytest.raises(EngineFailed) as refused:
-            other.up(**slow)
-        assert "currently locked" in refused.value.message, refused.value.message
+            other.up(**overrides)
     finally:
         runner.join(timeout=120)
-    assert first["run"].names("create") == ["slow"]
+    return first["run"], refused.value
+
+
+def test_5_a_second_up_while_one_runs_is_refused_by_the_lock(stack, tmp_path):
+    other = EngineStack(stack.work_dir, "dev", tmp_path, copy=False, backend_url=stack.backend_url,
+                        passphrase=stack.passphrase)
+    slow = {"enginetest:slowSeconds": "8", "enginetest:slowToken": "t1"}
+    run, refused = second_up_while_the_first_runs(
+        stack, other, slow, lambda: bool(list(Path(stack.backend_url[7:]).rglob("locks/**/*.json"))))
+    assert "currently locked" in refused.message, refused.message
+    assert run.names("create") == ["slow"]
 
 
 def test_6_a_program_error_fails_the_update_with_its_message_and_changes_nothing(stack):

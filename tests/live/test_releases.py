@@ -8,10 +8,8 @@ version that ran r1 under load, the guard against rebuilding a release name with
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -19,8 +17,8 @@ import pytest
 
 from ops import rollback
 from tests.live.loadgen import stop_all
-from tests.live.engine import TOOLCHAIN_BIN, EngineFailed
-from tests.live.test_scenarios import PROJECT_DIR, TLS, LiveStack, deployed
+from tests.live.engine import EngineFailed
+from tests.live.test_scenarios import TLS, LiveStack, deployed
 
 pytestmark = pytest.mark.live
 STACK = "reltest"
@@ -50,12 +48,6 @@ class ReleaseStack(LiveStack):
                                        text=True, check=True).stdout.strip()
         return ids
 
-    def ops(self, *args: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, **self.engine.env, "WEBSTACK_PROJECT_DIR": str(self.engine.work_dir),
-               "PATH": f"{TOOLCHAIN_BIN}:{os.environ['PATH']}"}
-        return subprocess.run([sys.executable, "-m", "ops", *args, "--stack", STACK], capture_output=True,
-                              text=True, env=env, cwd=PROJECT_DIR, timeout=600, stdin=subprocess.DEVNULL)
-
     def version_of(self, release: str) -> int:
         return rollback.version_of(self.engine.history(), release)
 
@@ -81,7 +73,7 @@ def test_2_rollback_to_the_version_that_ran_r1_serves_r1s_exact_images_under_loa
     stack.write_code("r4-not-released")          # the working tree moved on: a rollback must not build it
     loads = stack.load()
     started = time.monotonic()
-    result = stack.ops("rollback", "--to", str(stack.version_of("r1")), "--yes")
+    result = stack.engine.ops("rollback", "--to", str(stack.version_of("r1")), "--yes")
     seconds = time.monotonic() - started
     load = stop_all(loads)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -123,7 +115,7 @@ def test_4_images_beyond_images_keep_are_pruned_and_a_rollback_to_them_says_so(s
     # The newest two releases stay, and so does r1: its containers still ran when the pruning ran (the previous
     # release is removed only at the end of a successful update). r2 is gone.
     assert releases == {"r1", "r3", "r4"}, releases
-    refused = stack.ops("rollback", "--to", str(stack.version_of("r2")), "--yes")
+    refused = stack.engine.ops("rollback", "--to", str(stack.version_of("r2")), "--yes")
     assert refused.returncode == 2 and "are no longer on the target" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
     assert "release-marker r4" in stack.page()
@@ -144,7 +136,7 @@ def test_5_a_release_healthy_inside_but_unreachable_through_the_edge_is_switched
         f"failed in {failed.value.seconds:.1f}s and switched back; page: {page.detail}; api: {api.detail}"
     # The switch's output is secret (its stdin holds the private key): it exits with 3 and says why in the edge's log.
     assert "edge-switch" in message and "exit code 3" in message, message[-3000:]
-    logs = stack.ops("logs", "edge", "--since", "5m", "--grep", "webstack edge switch")
+    logs = stack.engine.ops("logs", "edge", "--since", "5m", "--grep", "webstack edge switch")
     assert "/api/readiness through the edge still fails" in logs.stdout, logs.stdout + logs.stderr
     assert "switched back to the previous configuration" in logs.stdout
     stack.figures["the edge's log after the failed switch"] = "\n" + logs.stdout

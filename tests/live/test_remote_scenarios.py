@@ -12,13 +12,12 @@ are never touched. Figures are printed at the end (-s shows them as they come).
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import shlex
 import socket
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -26,7 +25,7 @@ import pytest
 import yaml
 
 from components.local_files import SshAccess, key_path
-from tests.live.engine import TOOLCHAIN_BIN, EngineFailed, EngineStack
+from tests.live.engine import EngineFailed, EngineStack
 from tests.live.hosts import TestHost, hosts  # noqa: F401 (fixture)
 from tests.live.loadgen import Load, stop_all
 from tests.live.support import container_names, show_figures
@@ -189,13 +188,7 @@ def test_4_rolling_back_keeps_serving_and_keeps_the_rows(stack):
 
 
 def test_5_status_and_logs_reach_the_remote_host_over_the_pinned_ssh(stack):
-    env = {**os.environ, **stack.engine.env, "WEBSTACK_PROJECT_DIR": str(stack.engine.work_dir),
-           "PATH": f"{TOOLCHAIN_BIN}:{os.environ['PATH']}"}
-
-    def ops(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "ops", *args, "--stack", STACK], capture_output=True, text=True,
-                              env=env, cwd=PROJECT_DIR, timeout=120)
-
+    ops = functools.partial(stack.engine.ops, timeout=120)
     status = ops("status", "--json")
     assert status.returncode == 0, status.stderr
     rows = json.loads(status.stdout)["services"]

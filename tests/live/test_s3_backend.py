@@ -11,16 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
-from pathlib import Path
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.live.engine import PROJECT_DIR, EngineFailed, EngineStack
-from tests.live.test_engine import PROGRAM, require_toolchain
+from tests.live.engine import PROJECT_DIR, EngineStack
+from tests.live.test_engine import PROGRAM, require_toolchain, second_up_while_the_first_runs
 from tests.live.test_scenarios import free_port
 
 pytestmark = pytest.mark.live
@@ -107,18 +104,7 @@ def test_a_second_up_while_one_runs_is_refused_by_the_lock_in_the_bucket(s3, sta
     other = EngineStack(stack.work_dir, "team", tmp_path, copy=False, backend_url=stack.backend_url,
                         passphrase=stack.passphrase)
     slow = {"enginetest:slowSeconds": "8", "enginetest:slowToken": "s3"}
-    first: dict = {}
-    runner = threading.Thread(target=lambda: first.setdefault("run", stack.up(**slow)))
-    runner.start()
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not keys(s3[1], ".pulumi/locks/"):
-            time.sleep(0.1)
-        assert keys(s3[1], ".pulumi/locks/"), "the first up never took the lock"
-        with pytest.raises(EngineFailed) as refused:
-            other.up(**slow)
-        assert "currently locked" in refused.value.message, refused.value.message
-    finally:
-        runner.join(timeout=120)
-    assert first["run"].names("create") == ["slow"]
+    run, refused = second_up_while_the_first_runs(stack, other, slow, lambda: bool(keys(s3[1], ".pulumi/locks/")))
+    assert "currently locked" in refused.message, refused.message
+    assert run.names("create") == ["slow"]
     assert not keys(s3[1], ".pulumi/locks/")   # released at the end of the update

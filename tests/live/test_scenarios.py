@@ -8,13 +8,12 @@ found by refresh, and the stack's history. Figures are printed at the end (run w
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import re
 import socket
 import ssl
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from components.hardening import START_PERIOD_SECONDS
-from tests.live.engine import TOOLCHAIN_BIN, EngineFailed, EngineStack
+from tests.live.engine import EngineFailed, EngineStack
 from tests.live.loadgen import Load, stop_all
 from tests.live.support import container_names, remove_by_prefix, require_docker, show_figures
 from tests.live.test_engine import require_toolchain
@@ -253,27 +252,20 @@ def test_8_the_stack_history_has_every_update_with_its_config(stack):
     stack.figures["history"] = f"{len(history)} entries ({len(updates)} updates): releases {releases}"
 
 
-def ops_command(stack: LiveStack, *args: str) -> subprocess.CompletedProcess:
-    """`python -m ops ...` as an operator runs it, against this test stack's backend and project copy."""
-    env = {**os.environ, **stack.engine.env, "WEBSTACK_PROJECT_DIR": str(stack.engine.work_dir),
-           "PATH": f"{TOOLCHAIN_BIN}:{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "ops", *args], capture_output=True, text=True, env=env,
-                          cwd=PROJECT_DIR, timeout=120)
-
-
 def test_9_status_and_logs_describe_the_running_stack(stack):
-    result = ops_command(stack, "status", "--stack", STACK, "--json")
+    ops = functools.partial(stack.engine.ops, timeout=120)
+    result = ops("status", "--json")
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     services = {row["service"] for row in status["services"]}
     assert services == {"edge", "web", "backend", "database"}, status
     assert {row["health"] for row in status["services"]} == {"healthy"}, status
     assert "days left" in status["certificate"]
-    table = ops_command(stack, "status", "--stack", STACK).stdout
+    table = ops("status").stdout
     stack.figures["ops status"] = "\n" + table
     stack.write_note("a note to find in the logs")
-    logs = ops_command(stack, "logs", "--stack", STACK, "edge", "--since", "10m", "--grep", "POST /api/notes")
+    logs = ops("logs", "edge", "--since", "10m", "--grep", "POST /api/notes")
     assert logs.returncode == 0, logs.stderr
     assert "POST /api/notes" in logs.stdout and all("POST /api/notes" in line for line in logs.stdout.splitlines())
-    wrong = ops_command(stack, "logs", "--stack", STACK, "frontend")
+    wrong = ops("logs", "frontend")
     assert wrong.returncode == 2 and "unknown service frontend" in wrong.stderr and "Traceback" not in wrong.stderr
