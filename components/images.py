@@ -79,12 +79,14 @@ class Images(pulumi.ComponentResource):
                              release=self._settings.release),
             triggers=[tag, digest], opts=pulumi.ResourceOptions(parent=self, depends_on=list(self._host.ready)))
         return self._image(role, context, build.dockerfile, {}, tag=self._settings.release, depends_on=[guard],
-                           release=self._settings.release)
+                           release=self._settings.release, digest=digest)
 
     def _image(self, role: str, context: Path, dockerfile: str, args: dict[str, str], tag: str,
-               depends_on: list[pulumi.Resource] | None = None, release: str | None = None) -> docker.RemoteImage:
+               depends_on: list[pulumi.Resource] | None = None, release: str | None = None,
+               digest: str | None = None) -> docker.RemoteImage:
+        """digest: the context's, when the caller has it already (hashing a large context is not free)."""
         build_args = {"BASE_IMAGE": self._settings.baseImage, **args}
-        digest = context_digest(context, build_args)
+        digest = digest or context_digest(context, build_args)
         labels = {"webstack.stack": self._settings.stack, "webstack.role": role, "webstack.context": digest}
         if release:
             labels["webstack.release"] = release

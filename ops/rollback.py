@@ -13,15 +13,14 @@ import json
 import sys
 import time
 
+import yaml
 from pulumi import automation as auto
 
+from components.images import RELEASE_ROLES
 from components.settings_loader import NAMESPACE
 from ops import stack as stacks
 from ops.errors import OpsError
 from ops.target import Target, settings_of
-
-RELEASE_ROLES = ("backend", "web")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("rollback", help="run the release and config of an earlier stack version again")
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     images = release_images(target, release)
     pinned = {"release": release, **images}
     images_key = f"{NAMESPACE}:images"
-    previous_images = json.loads(config[images_key].value) if images_key in config else {}
+    previous_images = parsed(config[images_key].value) if images_key in config else {}
     config[images_key] = auto.ConfigValue(json.dumps({**previous_images, "pinned": pinned}))
     print(f"rolling back stack {args.stack} to version {number} (release {release}, "
           f"backend {images['backend'][7:19]}, web {images['web'][7:19]})", flush=True)
@@ -152,8 +151,6 @@ def leaves(value, path: str):
 def write_config(stack: auto.Stack, stack_file, config: dict[str, auto.ConfigValue]) -> None:
     """Make the stack's config exactly `config`, as `pulumi config set` would have written it: plain values (objects
     as objects: Pulumi.yaml types them) into the stack file, secrets encrypted by the engine, leaf by leaf."""
-    import yaml
-
     declared = (yaml.safe_load((stacks.PROJECT_DIR / "Pulumi.yaml").read_text()).get("config") or {})
     integers = {f"{NAMESPACE}:{k}" for k, spec in declared.items() if isinstance(spec, dict) and spec.get("type") == "integer"}
     document = (yaml.safe_load(stack_file.read_text()) if stack_file.exists() else None) or {}
