@@ -17,6 +17,7 @@ POSTGRES_CONF_DIR = "/etc/postgresql/webstack"
 WEB_PORT = 8080             # unprivileged ports inside; the edge publishes the user's ports outside
 EDGE_HTTP_PORT = 8080
 EDGE_HTTPS_PORT = 8443
+EDGE_CANARY_PORT = 8099     # on the edge's loopback only: a release is checked through it before the switch
 EDGE_CONFIG_DIR = "/etc/webstack/edge"   # a volume: survives edge restarts, rewritten on each switch
 EDGE_HEALTH_PATH = "/__edge/health"
 EDGE_APPLY_COMMAND = "/usr/local/bin/webstack-edge-apply"

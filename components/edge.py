@@ -13,8 +13,10 @@ from .certificates import Certificates
 from .hardening import hardened, healthcheck
 from .release_gate import ReleaseGate
 
-# Pauses between the tries of the check through the edge after a switch: the release gate already found the
-# containers healthy, so a release that does not answer through the edge within about 7 s is switched back.
+# Pauses between the tries of the checks through the edge. The release gate already found the containers
+# healthy: a release that fails through the canary within about 1.5 s is refused before the switch, and one that
+# then fails through the public server within about 7 s is switched back.
+CANARY_DELAYS = ("0.5", "1")
 VERIFY_DELAYS = ("0.5", "1", "2", "4")
 from .remote_host import Command, RemoteHost
 from .settings import Settings
@@ -70,20 +72,22 @@ class Edge(pulumi.ComponentResource):
     def route_to(self, backend: Backend, web: Web, certificates: Certificates, gate: ReleaseGate) -> Command:
         """Point the edge at this release; runs only once the release gate found its containers healthy."""
         settings = self._args.settings
-        site = rendering.render_edge_site(settings, backend.names, [web.container_name])
+        sites = {"site.conf": rendering.render_edge_site(settings, backend.names, [web.container_name]),
+                 "canary.site": rendering.render_edge_site(settings, backend.names, [web.container_name], canary=True)}
         if certificates.present:
             bundle = pulumi.Output.secret(pulumi.Output.all(certificates.certificate_pem, certificates.private_key_pem)
                                           .apply(lambda pems: rendering.edge_bundle(
-                                              {"site.conf": site, "tls/fullchain.pem": pems[0],
-                                               "tls/privkey.pem": pems[1]})))
+                                              {**sites, "tls/fullchain.pem": pems[0], "tls/privkey.pem": pems[1]})))
         else:
-            bundle = pulumi.Output.from_input(rendering.edge_bundle({"site.conf": site}))
+            bundle = pulumi.Output.from_input(rendering.edge_bundle(sites))
         tls = settings.tls_enabled
         script = rendering.render(
             "host/edge-switch.sh.j2", generation=f"{backend.generation}-{web.generation}",
             edge=f"{settings.name_prefix}-edge", apply_command=contract.EDGE_APPLY_COMMAND, tls=tls,
             domain=settings.domain, port=contract.EDGE_HTTPS_PORT if tls else contract.EDGE_HTTP_PORT,
             paths=["/", f"/api{settings.backend.healthPath}"], delays=VERIFY_DELAYS,
+            canary_port=contract.EDGE_CANARY_PORT, canary_delays=CANARY_DELAYS,
+            containers=[*backend.names, web.container_name],
             config_dir=contract.EDGE_CONFIG_DIR)
         self.switch = self._args.host.script(
             f"{self._name}-switch", script, stdin=bundle,

@@ -95,13 +95,18 @@ def database_build_args(database: Database) -> dict[str, str]:
     return {name: base64.b64encode(text.encode()).decode() for name, text in files.items()}
 
 
-def render_edge_site(settings: Settings, backend_servers: list[str], web_servers: list[str]) -> str:
-    """The edge's nginx site for one release: upstreams are the release's container names."""
+def render_edge_site(settings: Settings, backend_servers: list[str], web_servers: list[str],
+                     canary: bool = False) -> str:
+    """The edge's nginx site for one release: upstreams are the release's container names. With `canary`, only
+    the release's upstreams and a server on the edge's loopback (contract.EDGE_CANARY_PORT) with the same routes:
+    the edge switch checks a release through it before the public servers switch."""
     if not backend_servers or not web_servers:
         raise ValueError("the edge needs at least one backend and one web server")
     tls = settings.tls_enabled
     return render(
-        "edge/site.conf.j2", stack=settings.stack, release=settings.release, domain=settings.domain,
+        "edge/site.conf.j2", canary=canary, upstream_prefix="webstack_canary_" if canary else "webstack_",
+        canary_port=contract.EDGE_CANARY_PORT, canary_tls_dir=f"{contract.EDGE_CONFIG_DIR}/stage/tls",
+        stack=settings.stack, release=settings.release, domain=settings.domain,
         tls=tls, headers=security_headers(tls), backend_servers=backend_servers, web_servers=web_servers,
         backend_port=settings.backend.port, web_port=contract.WEB_PORT,
         http_port=contract.EDGE_HTTP_PORT, https_port=contract.EDGE_HTTPS_PORT,

@@ -1,7 +1,11 @@
 #!/bin/sh
 # webstack-edge-apply (contract.EDGE_APPLY_COMMAND): installs a new edge configuration, or refuses it.
 #
-#   docker exec -i EDGE webstack-edge-apply < BUNDLE
+#   docker exec -i EDGE webstack-edge-apply [--stage] < BUNDLE
+#
+# With --stage, only the bundle's canary.site is loaded (from stage/, beside the live site, which keeps serving):
+# a server on the edge's loopback with the new release's routes, for the edge switch to check the release through
+# before the switch. The next apply without --stage removes it.
 #
 # BUNDLE is a base64 tar (components.rendering.edge_bundle): site.conf, and with TLS tls/fullchain.pem and
 # tls/privkey.pem. It is unpacked into next/, which becomes live/ (the old live/ kept as prev/); if `nginx -t`
@@ -11,6 +15,11 @@ set -eu
 
 DIR=/etc/webstack/edge
 fail() { echo "edge: error: $*" >&2; exit 1; }
+case "${1:-}" in
+  --stage) mode=stage ;;
+  "") mode=live ;;
+  *) fail "usage: webstack-edge-apply [--stage] < BUNDLE" ;;
+esac
 
 cd "$DIR" || fail "$DIR is missing; mount the edge's config volume there"
 umask 027     # the private key stays unreadable for others
@@ -28,16 +37,23 @@ if printf '%s\n' "$listing" | grep -qv '^-'; then rm -f next.tar; fail "the bund
 if tar -tf next.tar | grep -Eq '^/|(^|/)\.\.(/|$)'; then rm -f next.tar; fail "the bundle holds an unsafe path"; fi
 tar -xf next.tar -C next --no-same-owner --no-same-permissions
 rm -f next.tar
-[ -f next/site.conf ] || fail "the bundle has no site.conf"
-
-# Swap; restore() undoes it. An empty volume (a bind mount, say) has no live/ to keep.
-rm -rf prev
-if [ -d live ]; then mv live prev; fi
-mv next live
-restore() {
-  mv live rejected    # kept for inspection until the next apply
-  if [ -d prev ]; then mv prev live; fi
-}
+if [ "$mode" = stage ]; then
+  [ -f next/canary.site ] || fail "the bundle has no canary.site"
+  rm -rf stage
+  mv next stage
+  restore() { rm -rf stage; }
+else
+  [ -f next/site.conf ] || fail "the bundle has no site.conf"
+  # Swap; restore() undoes it. An empty volume (a bind mount, say) has no live/ to keep. The canary of this
+  # release has done its job.
+  rm -rf prev stage
+  if [ -d live ]; then mv live prev; fi
+  mv next live
+  restore() {
+    mv live rejected    # kept for inspection until the next apply
+    if [ -d prev ]; then mv prev live; fi
+  }
+fi
 if ! output=$(nginx -t 2>&1); then
   restore
   printf '%s\n' "$output" >&2
@@ -68,4 +84,4 @@ while :; do
   fi
   sleep 0.1
 done
-echo "edge: configuration applied"
+if [ "$mode" = stage ]; then echo "edge: canary loaded beside the live configuration"; else echo "edge: configuration applied"; fi

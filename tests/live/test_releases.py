@@ -121,26 +121,29 @@ def test_4_images_beyond_images_keep_are_pruned_and_a_rollback_to_them_says_so(s
     assert "release-marker r4" in stack.page()
 
 
-def test_5_a_release_healthy_inside_but_unreachable_through_the_edge_is_switched_back(stack, tmp_path):
-    """The API answers its own health check but listens on 127.0.0.1 only: the edge cannot reach it."""
-    context = tmp_path / "backend-on-localhost"
+def test_5_a_release_healthy_inside_but_failing_through_the_edge_is_refused_before_the_switch(stack, tmp_path):
+    """The API answers its own health check, but with a 16 KB response header: more than the edge's proxy buffer,
+    so every answer through the edge is a 502. The canary finds it before the public servers switch."""
+    context = tmp_path / "backend-with-a-huge-header"
     shutil.copytree(stack.engine.work_dir / "containers" / "backend", context)
-    config = context / "gunicorn.conf.py"
-    config.write_text(config.read_text().replace('bind = f"0.0.0.0:{_port}"', 'bind = f"127.0.0.1:{_port}"'))
-    page_load, api_load = stack.load()
+    app = context / "app.py"
+    source = app.read_text()
+    assert "    extra_headers = []\n" in source
+    app.write_text(source.replace("    extra_headers = []\n", '    extra_headers = [("X-Padding", "p" * 16384)]\n'))
+    loads = stack.load()
     with pytest.raises(EngineFailed) as failed:
-        stack.up(**{"webstack:release": "r5-localhost", "webstack:backend.context": str(context)})
-    api, page = stop_all([api_load]), stop_all([page_load])
+        stack.up(**{"webstack:release": "r5-huge-header", "webstack:backend.context": str(context)})
+    page, api = stop_all(loads[:1]), stop_all(loads[1:])
     message = failed.value.message
-    stack.figures["release unreachable through the edge"] = \
-        f"failed in {failed.value.seconds:.1f}s and switched back; page: {page.detail}; api: {api.detail}"
+    stack.figures["release failing through the edge"] = \
+        f"refused in {failed.value.seconds:.1f}s before the switch; page: {page.detail}; api: {api.detail}"
     # The switch's output is secret (its stdin holds the private key): it exits with 3 and says why in the edge's log.
     assert "edge-switch" in message and "exit code 3" in message, message[-3000:]
     logs = stack.engine.ops("logs", "edge", "--since", "5m", "--grep", "webstack edge switch")
-    assert "/api/readiness through the edge still fails" in logs.stdout, logs.stdout + logs.stderr
-    assert "switched back to the previous configuration" in logs.stdout
-    stack.figures["the edge's log after the failed switch"] = "\n" + logs.stdout
-    assert page.failed == 0, page.detail
-    # The API fails only between the switch and the switch back (a few seconds), never after it.
-    assert urllib.request.urlopen(stack.url + "/api/readiness", context=TLS, timeout=10).status == 200
+    assert "refused before the switch: /api/readiness through the edge still fails" in logs.stdout, \
+        logs.stdout + logs.stderr
+    assert "nothing was switched" in logs.stdout
+    stack.figures["the edge's log after the refused switch"] = "\n" + logs.stdout
+    assert page.failed == 0 and api.failed == 0, (page.detail, api.detail)
+    assert not [c for c in stack.containers("backend") if "r5-huge-header" in c]   # the failed release is removed
     assert "release-marker r4" in stack.page()

@@ -206,9 +206,13 @@ def test_edge_switch_routes_to_this_release_containers(dev):
 def test_edge_is_reconfigured_by_reload_inside_the_running_container_then_checked_through_it(dev):
     script = dev.named("edge-switch").inputs["create"]
     assert f'docker exec -i "$edge" {contract.EDGE_APPLY_COMMAND}' in script and "edge=webstack-dev-edge" in script
-    # TLS, the public name and both routes, answered by the edge itself; a failure puts `prev` back.
-    assert '--resolve "localhost:8443:127.0.0.1"' in script and "for path in / /api/readiness" in script
-    assert "mv prev live && nginx -s reload" in script
+    # TLS, the public name and both routes, answered by the edge itself: first through the canary (a refusal
+    # removes it and switches nothing), then through the public server (a failure puts `prev` back).
+    assert '--resolve "localhost:$1:127.0.0.1"' in script and "for path in / /api/readiness" in script
+    canary, public = script.split("apply --stage || exit 1\n")[1].split('apply "" || exit 1\n')
+    assert f"checked {contract.EDGE_CANARY_PORT} " in canary and "rm -rf /etc/webstack/edge/stage" in canary
+    assert "exit 3" in canary and "mv prev" not in canary
+    assert "checked 8443 " in public and "mv prev live && nginx -s reload" in public
 
 
 def test_backend_health_gate_uses_the_configured_path(dev):
@@ -228,12 +232,12 @@ def test_backend_replicas_become_containers_and_upstreams():
 def test_edge_receives_the_certificate_only_as_a_secret(dev):
     switch = dev.named("edge-switch")
     assert is_secret(switch.secret_inputs["stdin"])
-    assert set(switch_bundle(dev)) == {"site.conf", "tls/fullchain.pem", "tls/privkey.pem"}
+    assert set(switch_bundle(dev)) == {"site.conf", "canary.site", "tls/fullchain.pem", "tls/privkey.pem"}
 
 
 def test_plain_http_stack_sends_no_certificate(plain_http):
-    assert set(switch_bundle(plain_http)) == {"site.conf"}
-    assert "ssl_certificate" not in switch_bundle(plain_http)["site.conf"]
+    assert set(switch_bundle(plain_http)) == {"site.conf", "canary.site"}
+    assert "ssl_certificate" not in switch_bundle(plain_http)["site.conf"] + switch_bundle(plain_http)["canary.site"]
 
 
 def test_prod_serves_the_provided_certificate(prod, prod_tls):

@@ -8,7 +8,7 @@ import subprocess
 import jinja2
 import pytest
 
-from components import rendering
+from components import contract, rendering
 from components.settings import Database
 from components.settings_loader import load_settings
 from tests.stack_config import PROJECT_DIR
@@ -100,6 +100,20 @@ def test_upstreams_list_every_release_container():
     text = site()
     assert "server b-1:8000 max_fails=0;" in text and "server b-2:8000 max_fails=0;" in text
     assert "server w-1:8080 max_fails=0;" in text
+
+
+def test_the_canary_routes_the_same_paths_to_the_release_on_the_edges_loopback_only():
+    settings_ = settings(tls='{"mode": "self-signed"}')
+    live = rendering.render_edge_site(settings_, ["b-1"], ["w-1"])
+    canary = rendering.render_edge_site(settings_, ["b-1"], ["w-1"], canary=True)
+    listens = [line.strip() for line in canary.splitlines() if line.strip().startswith("listen")]
+    assert listens == [f"listen 127.0.0.1:{contract.EDGE_CANARY_PORT} ssl;"]
+    assert "ssl_certificate /etc/webstack/edge/stage/tls/fullchain.pem;" in canary
+    # Its own upstream names (both sites are loaded together) and the live site's routes, location by location.
+    assert "upstream webstack_canary_backend {" in canary and "upstream webstack_backend {" not in canary
+    routes = lambda text: [line.strip() for line in text.split("ssl_prefer_server_ciphers")[-1].splitlines()
+                           if line.strip().startswith(("location", "return", "error_page"))]
+    assert routes(canary.split("ssl_protocols")[1]) == routes(live.split("listen 8443")[1])
 
 
 def test_edge_site_needs_at_least_one_server():
