@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pulumi
 
-from components.backend import Backend, BackendArgs
+from components.app_secrets import AppSecrets
+from components.app_volumes import AppVolumes
+from components.backend import Backend, BackendArgs, generation, probe_url
 from components.certificates import Certificates
 from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs
 from components.images import Images
 from components.networks import Networks
+from components.release_command import ReleaseCommand, ReleaseCommandArgs
 from components.release_gate import ReleaseGate
 from components.remote_host import RemoteHost
 from components.settings_loader import settings_from_pulumi
@@ -33,16 +36,29 @@ certificates = Certificates("certificates", settings)
 
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
-backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks.data, networks.app, socket,
-                                         database.container), on_target)
-web = Web("web", WebArgs(settings, images.refs["web"], networks.app), on_target)
-gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation}", [*backend.names, web.container_name],
-                   [*backend.containers, web.container])
+app_secrets = AppSecrets("app-secrets", settings)
+app_volumes = AppVolumes("app-volumes", settings, host, on_target)
+# Runs before the release's backends start. Issue 11: a pre-release backup goes into depends_on here.
+before_backends: list[pulumi.Resource] = []
+if settings.backend.releaseCommand:
+    release_command = ReleaseCommand("release-command", ReleaseCommandArgs(
+        settings, host, images.refs["backend"], generation(settings), networks, socket, app_secrets, app_volumes,
+        depends_on=[database.container]))
+    before_backends.append(release_command.run)
+backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks, socket, database.container,
+                                         app_secrets, app_volumes, depends_on=before_backends), on_target)
+web = Web("web", WebArgs(settings, images.refs["web"], networks.app), on_target) if settings.frontend.enabled else None
+gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation if web else 'noweb'}",
+                   [*backend.names, *([web.container_name] if web else [])],
+                   [*backend.containers, *([web.container] if web else [])],
+                   probes={n: probe_url(settings, n) for n in backend.names}, edge=edge.container,
+                   edge_name=f"{settings.name_prefix}-edge")
 switch = edge.route_to(backend, web, certificates, gate)
 images.prune_after(switch)
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)
 pulumi.export("containers", {"database": database.container.name, "edge": edge.container.name,
-                             "backend": backend.names, "web": web.container_name})
+                             "backend": backend.names, "web": web.container_name if web else None})
 pulumi.export("dataVolume", database.data_volume.name)
+pulumi.export("appVolumes", backend.app_volumes)

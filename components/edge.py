@@ -69,11 +69,13 @@ class Edge(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"containerName": self.container.name})
 
-    def route_to(self, backend: Backend, web: Web, certificates: Certificates, gate: ReleaseGate) -> Command:
-        """Point the edge at this release; runs only once the release gate found its containers healthy."""
+    def route_to(self, backend: Backend, web: Web | None, certificates: Certificates, gate: ReleaseGate) -> Command:
+        """Point the edge at this release; runs only once the release gate found its containers healthy.
+        web is None for a backend-only app (`frontend.enabled: false`)."""
         settings = self._args.settings
-        sites = {"site.conf": rendering.render_edge_site(settings, backend.names, [web.container_name]),
-                 "canary.site": rendering.render_edge_site(settings, backend.names, [web.container_name], canary=True)}
+        web_names = [web.container_name] if web else []
+        sites = {"site.conf": rendering.render_edge_site(settings, backend.names, web_names),
+                 "canary.site": rendering.render_edge_site(settings, backend.names, web_names, canary=True)}
         if certificates.present:
             bundle = pulumi.Output.secret(pulumi.Output.all(certificates.certificate_pem, certificates.private_key_pem)
                                           .apply(lambda pems: rendering.edge_bundle(
@@ -82,12 +84,12 @@ class Edge(pulumi.ComponentResource):
             bundle = pulumi.Output.from_input(rendering.edge_bundle(sites))
         tls = settings.tls_enabled
         script = rendering.render(
-            "host/edge-switch.sh.j2", generation=f"{backend.generation}-{web.generation}",
+            "host/edge-switch.sh.j2", generation=f"{backend.generation}-{web.generation if web else 'noweb'}",
             edge=f"{settings.name_prefix}-edge", apply_command=contract.EDGE_APPLY_COMMAND, tls=tls,
             domain=settings.domain, port=contract.EDGE_HTTPS_PORT if tls else contract.EDGE_HTTP_PORT,
-            paths=["/", f"/api{settings.backend.healthPath}"], delays=VERIFY_DELAYS,
+            paths=rendering.edge_check_paths(settings), delays=VERIFY_DELAYS,
             canary_port=contract.EDGE_CANARY_PORT, canary_delays=CANARY_DELAYS,
-            containers=[*backend.names, web.container_name],
+            containers=[*backend.names, *web_names],
             config_dir=contract.EDGE_CONFIG_DIR)
         self.switch = self._args.host.script(
             f"{self._name}-switch", script, stdin=bundle,

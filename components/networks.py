@@ -18,6 +18,7 @@ class Networks(pulumi.ComponentResource):
     data: docker.Network
     app: docker.Network
     public: docker.Network
+    egress: docker.Network | None = None
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Networks", name, None, opts)
@@ -28,4 +29,9 @@ class Networks(pulumi.ComponentResource):
         self.app = docker.Network(f"{name}-app", name=f"{prefix}-app", internal=True, labels=labels, opts=child)
         self.public = docker.Network(f"{name}-public", name=f"{prefix}-public", internal=False, labels=labels,
                                      opts=child)
+        if settings.backend.egress:
+            # `backend.egress`: the backend's own way out (mail, payment, APIs). Only the backend and its release
+            # command join it; the database stays on `data` alone.
+            self.egress = docker.Network(f"{name}-egress", name=f"{prefix}-egress", internal=False, labels=labels,
+                                         opts=child)
         self.register_outputs({"data": self.data.name, "app": self.app.name, "public": self.public.name})

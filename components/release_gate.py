@@ -8,7 +8,7 @@ check's output and the container's last log lines in the error, and removes the 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -21,16 +21,25 @@ LOG_LINES = 50
 # A container is unhealthy at the latest after its start period and `retries` failed probes; the margin
 # covers the engine's own scheduling.
 TIMEOUT_SECONDS = START_PERIOD_SECONDS + HEALTH_INTERVAL_SECONDS * HEALTH_RETRIES + 10
+# A probed container that has not answered once by then is unhealthy: the same budget as a HEALTHCHECK's.
+PROBE_GRACE_SECONDS = START_PERIOD_SECONDS + HEALTH_INTERVAL_SECONDS * HEALTH_RETRIES
 
 
 class ReleaseGate(pulumi.ComponentResource):
     check: Command
 
     def __init__(self, name: str, host: RemoteHost, generation: str, names: Sequence[str],
-                 containers: Sequence[docker.Container], opts: pulumi.ResourceOptions | None = None):
+                 containers: Sequence[docker.Container], opts: pulumi.ResourceOptions | None = None, *,
+                 probes: Mapping[str, str] | None = None, edge: docker.Container | None = None,
+                 edge_name: str = ""):
+        """probes: container name -> URL that the gate fetches with the edge's curl (`docker exec EDGE`), over
+        the app network: a container's health needs nothing in its own image. Containers without a probe must
+        report healthy through their own HEALTHCHECK; a container with both must pass both."""
         super().__init__("webstack:components:ReleaseGate", name, None, opts)
         script = rendering.render("host/release-gate.sh.j2", generation=generation, containers=list(names),
-                                  timeout_seconds=TIMEOUT_SECONDS, log_lines=LOG_LINES)
+                                  timeout_seconds=TIMEOUT_SECONDS, log_lines=LOG_LINES, probes=dict(probes or {}),
+                                  edge=edge_name, probe_grace_seconds=PROBE_GRACE_SECONDS)
         self.check = host.script(f"{name}-{generation}", script, triggers=[c.id for c in containers],
-                                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(containers)))
+                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*containers,
+                                                                                      *([edge] if edge else [])]))
         self.register_outputs({"generation": generation})

@@ -134,13 +134,16 @@ class RemoteHost(pulumi.ComponentResource):
         return remote.Command(name, connection=self.connection, create=f"docker {create}", stdin=stdin,
                               triggers=list(triggers), logging=remote.Logging.STDOUT_AND_STDERR, opts=opts)
 
-    def script(self, name: str, script: str, *, triggers: Sequence[pulumi.Input], opts: pulumi.ResourceOptions,
-               stdin: Optional[pulumi.Input[str]] = None) -> Command:
+    def script(self, name: str, script: pulumi.Input[str], *, triggers: Sequence[pulumi.Input],
+               opts: pulumi.ResourceOptions, stdin: Optional[pulumi.Input[str]] = None) -> Command:
         """A shell script whose `docker` commands reach the target's engine (DOCKER_HOST locally, the host's own
-        engine over SSH). It runs again when a trigger or its stdin changes."""
+        engine over SSH). It runs again when a trigger or its stdin changes. The script may be an Output (a
+        value known once a resource exists, such as an image reference)."""
         if self.connection is None:
             return local.Command(name, create=script, environment={"DOCKER_HOST": self.docker_host}, stdin=stdin,
                                  triggers=list(triggers), logging=local.Logging.STDOUT_AND_STDERR, opts=opts)
-        return remote.Command(name, connection=self.connection, create=f"sh -c {shlex.quote(script)} webstack",
+        create = (f"sh -c {shlex.quote(script)} webstack" if isinstance(script, str)
+                  else pulumi.Output.from_input(script).apply(lambda s: f"sh -c {shlex.quote(s)} webstack"))
+        return remote.Command(name, connection=self.connection, create=create,
                               stdin=stdin, triggers=list(triggers), logging=remote.Logging.STDOUT_AND_STDERR,
                               opts=opts)

@@ -100,8 +100,8 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
     """The edge's nginx site for one release: upstreams are the release's container names. With `canary`, only
     the release's upstreams and a server on the edge's loopback (contract.EDGE_CANARY_PORT) with the same routes:
     the edge switch checks a release through it before the public servers switch."""
-    if not backend_servers or not web_servers:
-        raise ValueError("the edge needs at least one backend and one web server")
+    if not backend_servers or (settings.frontend.enabled and not web_servers):
+        raise ValueError("the edge needs at least one backend server, and one web server with a frontend")
     tls = settings.tls_enabled
     return render(
         "edge/site.conf.j2", canary=canary, upstream_prefix="webstack_canary_" if canary else "webstack_",
@@ -112,7 +112,20 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
         http_port=contract.EDGE_HTTP_PORT, https_port=contract.EDGE_HTTPS_PORT,
         https_port_suffix="" if settings.httpsPort == 443 else f":{settings.httpsPort}",
         tls_dir=f"{contract.EDGE_CONFIG_DIR}/live/tls", ssl_ciphers=MOZILLA_INTERMEDIATE_CIPHERS,
-        ocsp_stapling=settings.tls.ocspStapling, edge_health_path=contract.EDGE_HEALTH_PATH)
+        ocsp_stapling=settings.tls.ocspStapling, edge_health_path=contract.EDGE_HEALTH_PATH,
+        backend_prefix=settings.backend_prefix, strip_prefix=settings.backend.stripPrefix)
+
+
+def edge_check_paths(settings: Settings) -> list[str]:
+    """Paths the edge switch fetches through the edge: the frontend's page, and the backend's health path as
+    the edge serves it (under the prefix; with stripPrefix off the app's own path must start with it)."""
+    prefix, health = settings.backend_prefix.rstrip("/"), settings.backend.healthPath
+    paths = ["/"] if settings.frontend.enabled else []
+    if settings.backend.stripPrefix:
+        paths.append(f"{prefix}{health}")
+    elif health == prefix or health.startswith(prefix + "/"):
+        paths.append(health)
+    return paths
 
 
 def edge_bundle(files: Mapping[str, str]) -> str:

@@ -164,6 +164,13 @@ class Build(Model):
     dockerfile: str = "Dockerfile"
 
 
+# Variables webstack sets itself for every backend (components/backend.py): no user key may shadow them.
+RESERVED_ENV = ("PORT", "PGHOST", "PGDATABASE", "PGUSER")
+VOLUME_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")   # part of a Docker volume name
+MOUNT_PATH = re.compile(r"(/[A-Za-z0-9_.-]+)+\Z")            # absolute, no ':' or ',' (the --mount syntax)
+RESERVED_MOUNTS = ("/tmp", "/var/run/postgresql", "/proc", "/sys", "/dev", "/etc")
+
+
 class Backend(Build):
     context: str = "containers/backend"
     port: int = Field(8000, ge=1024, le=65535)
@@ -171,6 +178,74 @@ class Backend(Build):
     replicas: int = Field(1, ge=1, le=16)
     memoryMb: int = Field(256, ge=64)
     env: dict[str, str] = Field(default_factory=dict)
+    # Set only with `pulumi config set --secret --path webstack:backend.secrets.NAME` (settings_loader refuses
+    # plain text); delivered as environment variables, see docs/own-app.md.
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # Names of values pulumi-random generates once per stack and keeps (e.g. DJANGO_SECRET_KEY).
+    generatedSecrets: list[str] = Field(default_factory=list)
+    # Runs once per release in a one-off container of the new image, before its backends start ([] = none).
+    releaseCommand: list[str] = Field(default_factory=list)
+    egress: bool = False   # also join a network with a route out of the host (the database never does)
+    volumes: dict[str, str] = Field(default_factory=dict)   # name -> mount path: protected named volumes
+    # Where the edge serves the backend: None = /api with a frontend, / without one.
+    pathPrefix: Optional[str] = None
+    stripPrefix: bool = True   # the backend sees /notes for /api/notes (False: the whole path)
+
+    @field_validator("releaseCommand")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        if any(not part or "\0" in part for part in v):
+            raise ValueError("every part must be a non-empty string, e.g. [\"node\", \"migrate.js\"]")
+        return v
+
+    @field_validator("pathPrefix")
+    @classmethod
+    def _prefix(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (not URL_PATH.fullmatch(v) or (v != "/" and v.endswith("/")) or "//" in v):
+            raise ValueError(f"'{v}' must be '/' or a URL path like '/api' (a leading '/', no trailing '/')")
+        return v
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, path in v.items():
+            if not VOLUME_NAME.fullmatch(name):
+                raise ValueError(f"volume name '{name}' must be lower-case letters, digits, '_', '.' or '-'")
+            if not MOUNT_PATH.fullmatch(path) or "/../" in f"{path}/" or "/./" in f"{path}/":
+                raise ValueError(f"'{path}' (volume '{name}') must be an absolute path of plain characters")
+            if any(path == r or path.startswith(r + "/") or r.startswith(path + "/") for r in RESERVED_MOUNTS):
+                raise ValueError(f"'{path}' (volume '{name}') overlaps a path webstack or the kernel owns "
+                                 f"({', '.join(RESERVED_MOUNTS)})")
+        paths = list(v.values())
+        clash = [p for p in paths if any(p != q and (p.startswith(q + "/")) for q in paths) or paths.count(p) > 1]
+        if clash:
+            raise ValueError(f"mount paths may not repeat or nest: {', '.join(sorted(set(clash)))}")
+        return v
+
+    @model_validator(mode="after")
+    def _variable_names(self) -> "Backend":
+        for key, names in (("env", list(self.env)), ("secrets", list(self.secrets)),
+                           ("generatedSecrets", self.generatedSecrets)):
+            bad = [n for n in names if not ENV_NAME.fullmatch(n)]
+            if bad:
+                raise FieldProblem(key, f"invalid variable name(s): {', '.join(bad)}")
+            reserved = [n for n in names if n in RESERVED_ENV]
+            if reserved:
+                raise FieldProblem(key, f"{', '.join(reserved)} is set by webstack ({', '.join(RESERVED_ENV)}); "
+                                   "choose another name")
+        seen: dict[str, str] = {}
+        for key, names in (("env", self.env), ("secrets", self.secrets), ("generatedSecrets", self.generatedSecrets)):
+            for n in names:
+                if n in seen:
+                    raise FieldProblem(key, f"{n} is also in backend.{seen[n]}; a variable has one source")
+                seen[n] = key
+        if len(set(self.generatedSecrets)) != len(self.generatedSecrets):
+            raise FieldProblem("generatedSecrets", "lists a name twice")
+        return self
+
+    def spec(self) -> dict:
+        """What shapes the containers, without secret values (they apply with the next release)."""
+        return {**self.model_dump(exclude={"secrets"}), "secrets": sorted(self.secrets)}
 
     @field_validator("healthPath")
     @classmethod
@@ -179,17 +254,11 @@ class Backend(Build):
             raise ValueError(f"'{v}' must be a URL path starting with '/'")
         return v
 
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in v if not ENV_NAME.fullmatch(k)]
-        if bad:
-            raise ValueError(f"invalid variable name(s): {', '.join(bad)}")
-        return v
 
 
 class Frontend(Build):
     context: str = "containers/web"
+    enabled: bool = True   # False: a backend-only app, served at / (no web container)
 
 
 IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
@@ -274,7 +343,17 @@ class Settings(Model):
     def _cross_checks(self) -> "Settings":
         if self.httpPort == self.httpsPort:
             raise FieldProblem("httpsPort", f"is {self.httpsPort}, the same as httpPort; the two must differ")
+        if self.frontend.enabled and self.backend.pathPrefix == "/":
+            raise FieldProblem("backend.pathPrefix", "is '/', but the frontend serves '/'; use a prefix like "
+                               "'/api', or set frontend.enabled to false for a backend-only app")
         return self
+
+    @property
+    def backend_prefix(self) -> str:
+        """The path the edge serves the backend under."""
+        if self.backend.pathPrefix is not None:
+            return self.backend.pathPrefix
+        return "/api" if self.frontend.enabled else "/"
 
     @property
     def name_prefix(self) -> str:

@@ -108,6 +108,17 @@ def describe(error: dict, secret_keys: set[str] = frozenset()) -> tuple[str, str
     return path, with_fix(path, message, key_material)
 
 
+def plaintext_app_secrets(data: Mapping[str, Any], secret_keys: set[str]) -> list[tuple[str, str]]:
+    """backend.secrets set without --secret: refused, naming each key (never its value) and the fix."""
+    backend = data.get("backend")
+    secrets = backend.get("secrets") if isinstance(backend, dict) else None
+    if "backend" in secret_keys or not isinstance(secrets, dict):
+        return []
+    return [(f"backend.secrets.{name}", "is stored in plain text; it must be a secret. Fix: "
+             f"pulumi config rm --path {NAMESPACE}:backend.secrets.{name} and set it again with "
+             f"`{set_command(f'backend.secrets.{name}', 'VALUE', secret=True)}`") for name in sorted(secrets)]
+
+
 def known_fields(loc: tuple | str) -> list[str]:
     """The fields allowed next to the last part of `loc` (a pydantic error location, or a dotted path)."""
     parts = loc.split(".") if isinstance(loc, str) else [str(part) for part in loc]
@@ -142,13 +153,16 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
                 problems.append((f"{top}.{field}", "is stored in plain text; it must be a secret. Fix: "
                                  f"pulumi config rm {NAMESPACE}:{top} and set it again with "
                                  f"`cat FILE | {set_command(f'{top}.{field}', '', secret=True).rstrip()}`"))
+    problems += plaintext_app_secrets(data, secret_keys)
     if problems:
         raise ConfigError(problems)
     try:
         settings = Settings(stack=stack, projectDir=project_dir, secretKeys=frozenset(secret_keys), **data)
     except ValidationError as exc:
         raise ConfigError([describe(e, secret_keys) for e in exc.errors(include_url=False)]) from None
-    problems = check_build(settings, "backend") + check_build(settings, "frontend") + check_provided_tls(settings)
+    problems = check_build(settings, "backend") + check_provided_tls(settings)
+    if settings.frontend.enabled:
+        problems = check_build(settings, "frontend") + problems
     if problems:
         raise ConfigError([(path, with_fix(path, message, is_secret_path(path))) for path, message in problems])
     return settings

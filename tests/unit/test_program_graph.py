@@ -193,6 +193,7 @@ def test_edge_switches_only_after_the_release_gate_passed(dev):
     script = check.inputs["create"]
     for container in dev.containers()["backend"] + dev.containers()["web"]:
         assert container.urn in check.dependencies and container.inputs["name"] in script
+    for container in dev.containers()["web"]:
         assert container.inputs["healthcheck"]["tests"]
 
 
@@ -215,9 +216,13 @@ def test_edge_is_reconfigured_by_reload_inside_the_running_container_then_checke
     assert "checked 8443 " in public and "mv prev live && nginx -s reload" in public
 
 
-def test_backend_health_gate_uses_the_configured_path(dev):
-    probe = " ".join(only(dev, "backend").inputs["healthcheck"]["tests"])
-    assert "http://127.0.0.1:8000/readiness" in probe
+def test_backend_health_gate_probes_the_configured_path_from_the_edge(dev):
+    backend, check = only(dev, "backend"), gate(dev)
+    assert "healthcheck" not in backend.inputs   # nothing runs inside the image; its own HEALTHCHECK still may
+    script = check.inputs["create"]
+    assert f"http://{backend.inputs['name']}:8000/readiness" in script
+    assert "docker exec webstack-dev-edge curl -fsS" in script
+    assert dev.named("edge-nginx").urn in check.dependencies   # the edge probes: it must exist first
 
 
 def test_backend_replicas_become_containers_and_upstreams():
