@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pulumi
 
+from components.acme import Acme, AcmeArgs
 from components.backend import Backend, BackendArgs
 from components.certificates import Certificates
 from components.database import Database, DatabaseArgs
@@ -32,17 +33,21 @@ socket = SocketVolume("pgsocket", settings, on_target)
 certificates = Certificates("certificates", settings)
 
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
-edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
+acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None
+edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host, acme), on_target)
 backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks.data, networks.app, socket,
                                          database.container), on_target)
 web = Web("web", WebArgs(settings, images.refs["web"], networks.app), on_target)
 gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation}", [*backend.names, web.container_name],
                    [*backend.containers, web.container])
 switch = edge.route_to(backend, web, certificates, gate)
+if acme:
+    acme.issue_after(switch, host, settings)
 images.prune_after(switch)
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)
 pulumi.export("containers", {"database": database.container.name, "edge": edge.container.name,
-                             "backend": backend.names, "web": web.container_name})
+                             "backend": backend.names, "web": web.container_name,
+                             **({"acme": acme.container_name} if acme else {})})
 pulumi.export("dataVolume", database.data_volume.name)

@@ -72,13 +72,13 @@ def test_plain_http_site_has_no_tls_no_hsts_and_no_redirect():
 
 def test_tls_site_redirects_port_80_and_sends_hsts():
     text = site(tls='{"mode": "self-signed"}')
-    assert "return 308 https://$host:8443$request_uri;" in text
+    assert "return 308 https://localhost:8443$request_uri;" in text
     assert 'add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;' in text
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in text and "listen 8443 ssl http2 default_server;" in text
 
 
 def test_the_redirect_omits_the_default_https_port():
-    assert "return 308 https://$host$request_uri;" in site(tls='{"mode": "self-signed"}', httpsPort="443", httpPort="80")
+    assert "return 308 https://localhost$request_uri;" in site(tls='{"mode": "self-signed"}', httpsPort="443", httpPort="80")
 
 
 def test_every_location_that_adds_headers_repeats_the_whole_set():
