@@ -142,7 +142,8 @@ def render_known_hosts(host: str, port: int, host_key: str) -> str:
 
 def render_bootstrap(settings: Settings, min_docker_version: str) -> str:
     return render("host/bootstrap.sh.j2", stack=settings.stack, deploy_user=settings.target.user,
-                  deploy_root=f"/srv/webstack/{settings.stack}", min_docker_version=min_docker_version)
+                  deploy_root=f"/srv/webstack/{settings.stack}", min_docker_version=min_docker_version,
+                  allow_docker_restart="yes" if settings.target.allowDockerRestart else "no")
 
 
 def digest(*parts: object, length: int = 8) -> str:

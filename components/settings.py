@@ -76,6 +76,9 @@ class Target(Model):
     # Where the host's engine gets `baseImage`: `host` (it is there, or the host pulls/builds it itself) or
     # `operator` (sent from the operator's engine with `docker save | ssh docker load`, for registry-less hosts).
     baseImageSource: Literal["host", "operator"] = "host"
+    # The bootstrap may restart a Docker engine that already runs containers (to load its daemon.json) only
+    # when this is true: a restart stops every container on the host that lacks a restart policy.
+    allowDockerRestart: bool = False
 
     @field_validator("host")
     @classmethod

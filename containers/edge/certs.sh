@@ -13,7 +13,10 @@ LIVE=/var/lib/webstack-acme/certs/live
 LOCK=/etc/webstack/edge/.apply.lock     # webstack-edge-apply's: a reload never interleaves with an apply
 INTERVAL=${WEBSTACK_EDGE_CERTS_INTERVAL:-5}
 
-log() { echo "webstack-edge-certs: $*" >&2; }
+log() {   # from a `docker exec` also to the container's log
+  echo "webstack-edge-certs: $*" >&2
+  if [ "$$" != 1 ] && [ "$PPID" != 1 ]; then echo "webstack-edge-certs: $*" > /proc/1/fd/2 2>/dev/null || true; fi
+}
 
 reload() {   # $1: the certificate directory being loaded (for the log)
   exec 9>"$LOCK"
