@@ -350,5 +350,13 @@ def test_6_a_refused_issuance_fails_the_update_naming_the_domain_and_the_servers
     # pebble's own problem document: its type and detail
     assert "urn:ietf:params:acme:error:rejectedIdentifier" in message and "forbidden by policy" in message, \
         message[-3000:]
-    # The edge still answers HTTPS (the new domain's self-signed certificate) while the update failed.
-    wait_for("the edge answers for the new domain", lambda: stack.get("/", host=BLOCKED, tls=False).status == 308, 30)
+    # The edge still answers HTTPS while the update failed: with a self-signed certificate for the new domain.
+    def served_subject() -> str:
+        context = ssl._create_unverified_context()     # self-signed on purpose; only its names are checked
+        with socket.create_connection(("127.0.0.1", stack.https_port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=BLOCKED) as tls:
+            leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        return leaf.subject.rfc4514_string() if leaf.subject == leaf.issuer else ""
+    assert wait_for("the edge serves a self-signed certificate for the new domain",
+                    lambda: served_subject() == f"CN={BLOCKED}", 30)
+    assert stack.get("/", host=BLOCKED, tls=False).status == 308
