@@ -288,6 +288,16 @@ def test_3_the_acme_container_renews_at_two_thirds_of_the_lifetime_under_load_wi
     assert newest.not_valid_after_utc > renewed.not_valid_after_utc
 
 
+def test_3b_ops_status_shows_the_served_acme_certificate(stack):
+    before = stack.served_certificate()
+    result = stack.engine.ops("status", "--json")
+    after = stack.served_certificate()
+    assert result.returncode == 0, result.stderr
+    expiry = json.loads(result.stdout)["certificate"]
+    # The 90-s certificates renew every minute: the status read either the one before or the one after.
+    assert any(f"{c.not_valid_after_utc:%Y-%m-%d %H:%M}" in expiry for c in (before, after)), expiry
+
+
 def test_4_the_edge_answers_only_its_domain(stack):
     assert stack.get("/", host="other.example").status == 421
     assert stack.get("/", host=DOMAIN).status == 200
