@@ -298,6 +298,28 @@ def test_3b_ops_status_shows_the_served_acme_certificate(stack):
     assert any(f"{c.not_valid_after_utc:%Y-%m-%d %H:%M}" in expiry for c in (before, after)), expiry
 
 
+def test_3c_a_broken_published_pair_is_refused_by_the_edge_and_the_served_certificate_stays(stack):
+    served = stack.served_certificate()
+    # What a bad write would leave: a new live directory whose certificate is not PEM (named to sort first, so
+    # that the next publication removes it).
+    docker("exec", stack.acme, "sh", "-c",
+           "cd /var/lib/webstack-acme/certs && mkdir 00000101T000000-0_broken && "
+           "echo not-a-certificate > 00000101T000000-0_broken/fullchain.pem && "
+           "cp live/privkey.pem 00000101T000000-0_broken/ && chmod -R g+rX 00000101T000000-0_broken && "
+           "ln -sfn 00000101T000000-0_broken .live.new && mv -T .live.new live")
+    def edge_log() -> str:
+        result = docker("logs", stack.edge, check=False)
+        return result.stdout + result.stderr
+    wait_for("the edge logs the refused pair",
+             lambda: "nginx rejected the configuration with certificate 00000101T000000-0_broken" in edge_log(), 30)
+    assert stack.served_certificate().serial_number == served.serial_number
+    assert stack.get("/").status == 200
+    fixed = docker("exec", stack.acme, "webstack-acme", "renew", "--force", check=False)
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    wait_for("the edge serves the renewed certificate",
+             lambda: stack.served_certificate().serial_number != served.serial_number, 30)
+
+
 def test_4_the_edge_answers_only_its_domain(stack):
     assert stack.get("/", host="other.example").status == 421
     assert stack.get("/", host=DOMAIN).status == 200
