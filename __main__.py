@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pulumi
 
+from components.acme import Acme, AcmeArgs
 from components.app_secrets import AppSecrets
 from components.app_volumes import AppVolumes
 from components.backend import Backend, BackendArgs, generation, probe_url
@@ -35,7 +36,8 @@ socket = SocketVolume("pgsocket", settings, on_target)
 certificates = Certificates("certificates", settings)
 
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
-edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
+acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None
+edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host, acme), on_target)
 app_secrets = AppSecrets("app-secrets", settings)
 app_volumes = AppVolumes("app-volumes", settings, host, on_target)
 # Runs before the release's backends start. Issue 11: a pre-release backup goes into depends_on here.
@@ -54,11 +56,14 @@ gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation 
                    probes={n: probe_url(settings, n) for n in backend.names}, edge=edge.container,
                    edge_name=f"{settings.name_prefix}-edge")
 switch = edge.route_to(backend, web, certificates, gate)
+if acme:
+    acme.issue_after(switch, host, settings)
 images.prune_after(switch)
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)
 pulumi.export("containers", {"database": database.container.name, "edge": edge.container.name,
-                             "backend": backend.names, "web": web.container_name if web else None})
+                             "backend": backend.names, "web": web.container_name if web else None,
+                             **({"acme": acme.container_name} if acme else {})})
 pulumi.export("dataVolume", database.data_volume.name)
 pulumi.export("appVolumes", backend.app_volumes)

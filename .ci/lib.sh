@@ -26,9 +26,10 @@ ensure_dockerd() {
   return 1
 }
 
+# The script itself decides: it builds a missing base image and rebuilds one older than
+# WEBSTACK_BASE_MAX_AGE_DAYS (default 7, by its webstack.base.built label), so security fixes arrive.
 ensure_base_image() {
-  docker image inspect debian:bookworm-slim >/dev/null 2>&1 && return 0
-  step "building the offline base image (debootstrap + docker import)"
+  step "offline base image (debootstrap + docker import; rebuilt when older than ${WEBSTACK_BASE_MAX_AGE_DAYS:-7} days)"
   bash "$ROOT/containers/base/build-base-image.sh" debian:bookworm-slim
 }
 

@@ -13,7 +13,7 @@ from .settings import Settings
 class Certificates(pulumi.ComponentResource):
     """`provided`: the user's PEMs (validated while settings loaded). `self-signed`: generated once and kept.
 
-    `off`: none. `acme` is refused while settings load: it is not built yet.
+    `off`, `acme`: none here (acme: the ACME container publishes them in its volume, components/acme.py).
     """
 
     certificate_pem: Optional[pulumi.Output[str]] = None

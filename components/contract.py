@@ -21,3 +21,10 @@ EDGE_CANARY_PORT = 8099     # on the edge's loopback only: a release is checked 
 EDGE_CONFIG_DIR = "/etc/webstack/edge"   # a volume: survives edge restarts, rewritten on each switch
 EDGE_HEALTH_PATH = "/__edge/health"
 EDGE_APPLY_COMMAND = "/usr/local/bin/webstack-edge-apply"
+
+ACME_UID = 1002             # the ACME client's user, in NGINX_UID's group: the edge reads its published certificate
+ACME_DIR = "/var/lib/webstack-acme"      # its volume; mounted read-only in the edge at the same path
+ACME_LIVE_DIR = f"{ACME_DIR}/certs/live"  # fullchain.pem and privkey.pem, switched atomically on renewal
+ACME_WEBROOT = f"{ACME_DIR}/webroot"     # the HTTP-01 challenge files the edge serves on port 80
+ACME_COMMAND = "/usr/local/bin/webstack-acme"
+EDGE_CERTS_COMMAND = "/usr/local/bin/webstack-edge-certs"

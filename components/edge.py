@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 
 from . import contract, rendering
+from .acme import Acme
 from .backend import Backend
 from .certificates import Certificates
 from .hardening import hardened, healthcheck
@@ -30,6 +31,7 @@ class EdgeArgs:
     app_network: docker.Network
     public_network: docker.Network
     host: RemoteHost
+    acme: Acme | None = None   # tls.mode acme: the edge mounts its volume and starts after it
 
 
 class Edge(pulumi.ComponentResource):
@@ -57,16 +59,21 @@ class Edge(pulumi.ComponentResource):
         if settings.tls_enabled:
             ports.append(docker.ContainerPortArgs(internal=contract.EDGE_HTTPS_PORT, external=settings.httpsPort,
                                                   ip=settings.publishAddress))
+        mounts = [docker.ContainerMountArgs(type="volume", source=self.config_volume.name,
+                                            target=contract.EDGE_CONFIG_DIR)]
+        if args.acme is not None:
+            mounts.append(args.acme.mount_in_edge())
         self.container = docker.Container(
             f"{name}-nginx", name=f"{settings.name_prefix}-edge", image=args.image.name, ports=ports,
-            mounts=[docker.ContainerMountArgs(type="volume", source=self.config_volume.name,
-                                              target=contract.EDGE_CONFIG_DIR)],
+            mounts=mounts,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.public_network.name),
                                docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null",
                                      f"http://127.0.0.1:{contract.EDGE_HTTP_PORT}{contract.EDGE_HEALTH_PATH}"]),
             **hardened(settings, "edge", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=128),
-            opts=pulumi.ResourceOptions(parent=self))
+            # After the ACME container: it fills its fresh volume (owners, the first certificate) before the
+            # edge mounts it read-only.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.acme.container] if args.acme else []))
         self.register_outputs({"containerName": self.container.name})
 
     def route_to(self, backend: Backend, web: Web | None, certificates: Certificates, gate: ReleaseGate) -> Command:

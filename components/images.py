@@ -45,6 +45,7 @@ class Images(pulumi.ComponentResource):
 
     database: docker.RemoteImage
     edge: docker.RemoteImage
+    acme: docker.RemoteImage | None
     builds: dict[str, docker.RemoteImage]
     refs: dict[str, pulumi.Input[str]]
 
@@ -59,6 +60,12 @@ class Images(pulumi.ComponentResource):
                                 tag=context_digest(containers / "edge"))
         self.builds = {"db": self.database, "edge": self.edge}
         self.refs = {"db": self.database.name, "edge": self.edge.name}
+        self.acme = None
+        if settings.tls.mode == "acme":   # the ACME client, long-lived like the edge
+            self.acme = self._image("acme", containers / "acme", "Dockerfile", {},
+                                    tag=context_digest(containers / "acme"))
+            self.builds["acme"] = self.acme
+            self.refs["acme"] = self.acme.name
         pinned = settings.pinned_images
         for role, build in (("backend", settings.backend), ("web", settings.frontend)):
             if pinned is not None:

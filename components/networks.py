@@ -9,7 +9,8 @@ from .settings import Settings
 
 
 class Networks(pulumi.ComponentResource):
-    """`data`: database and backend only. `app`: edge, backend and web. `public`: the edge alone, for its ports.
+    """`data`: database and backend only. `app`: edge, backend and web. `public`: the edge, for its ports (and with
+    tls.mode acme the ACME container, which needs a route out to the ACME server).
 
     `data` and `app` are internal (no route out of the host), so neither the database nor the release
     containers can reach the internet; the edge needs one non-internal network for published ports to work.

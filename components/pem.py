@@ -119,3 +119,13 @@ def check_certificate(cert_pem: str, key_pem: str, domain: str) -> list[tuple[st
         except PemError as exc:
             problems.append(("privateKey", str(exc)))
     return problems
+
+
+def check_ca_certificate(ca_pem: str) -> str | None:
+    """A problem with a CA certificate given as PEM (the trust anchor of a private ACME server), or None."""
+    try:
+        certs = load_certificate_chain(ca_pem)
+        check_not_expired(certs[0])
+    except ValueError as exc:
+        return str(exc)
+    return None

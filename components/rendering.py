@@ -49,6 +49,12 @@ PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
 HSTS = "max-age=63072000; includeSubDomains"
 
 
+# Writes (POST, PUT, PATCH, DELETE) per client address at the edge: the reference app takes anonymous writes.
+# Reads are never limited. Behind Docker's userland proxy every client has the proxy's address, so this is
+# then a limit for all clients together. Over the limit: 429 with the security headers.
+WRITE_RATE_LIMIT = {"rate": "10r/s", "burst": 20}
+
+
 def security_headers(tls: bool) -> dict[str, str]:
     """The headers the edge adds to every response. `upgrade-insecure-requests` would break plain-HTTP stacks."""
     csp = "default-src 'self'; form-action 'self'; base-uri 'self'; object-src 'none'; frame-ancestors 'none'"
@@ -103,15 +109,20 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
     if not backend_servers or (settings.frontend.enabled and not web_servers):
         raise ValueError("the edge needs at least one backend server, and one web server with a frontend")
     tls = settings.tls_enabled
+    acme = settings.tls.mode == "acme"
+    # The canary serves the bundle's certificate (stage/tls) before it goes live; in acme mode the edge serves the
+    # ACME container's published pair either way.
+    tls_dir = contract.ACME_LIVE_DIR if acme else f"{contract.EDGE_CONFIG_DIR}/{'stage' if canary else 'live'}/tls"
     return render(
         "edge/site.conf.j2", canary=canary, upstream_prefix="webstack_canary_" if canary else "webstack_",
-        canary_port=contract.EDGE_CANARY_PORT, canary_tls_dir=f"{contract.EDGE_CONFIG_DIR}/stage/tls",
+        canary_port=contract.EDGE_CANARY_PORT,
         stack=settings.stack, release=settings.release, domain=settings.domain,
         tls=tls, headers=security_headers(tls), backend_servers=backend_servers, web_servers=web_servers,
         backend_port=settings.backend.port, web_port=contract.WEB_PORT,
         http_port=contract.EDGE_HTTP_PORT, https_port=contract.EDGE_HTTPS_PORT,
         https_port_suffix="" if settings.httpsPort == 443 else f":{settings.httpsPort}",
-        tls_dir=f"{contract.EDGE_CONFIG_DIR}/live/tls", ssl_ciphers=MOZILLA_INTERMEDIATE_CIPHERS,
+        tls_dir=tls_dir, acme_webroot=contract.ACME_WEBROOT if acme else None, writes=WRITE_RATE_LIMIT,
+        ssl_ciphers=MOZILLA_INTERMEDIATE_CIPHERS,
         ocsp_stapling=settings.tls.ocspStapling, edge_health_path=contract.EDGE_HEALTH_PATH,
         backend_prefix=settings.backend_prefix, strip_prefix=settings.backend.stripPrefix)
 
@@ -151,7 +162,8 @@ def render_known_hosts(host: str, port: int, host_key: str) -> str:
 
 def render_bootstrap(settings: Settings, min_docker_version: str) -> str:
     return render("host/bootstrap.sh.j2", stack=settings.stack, deploy_user=settings.target.user,
-                  deploy_root=f"/srv/webstack/{settings.stack}", min_docker_version=min_docker_version)
+                  deploy_root=f"/srv/webstack/{settings.stack}", min_docker_version=min_docker_version,
+                  allow_docker_restart="yes" if settings.target.allowDockerRestart else "no")
 
 
 def digest(*parts: object, length: int = 8) -> str:

@@ -30,6 +30,10 @@ URL_PATH = re.compile(r"/[A-Za-z0-9/_.-]*\Z")
 # on the network.
 DOCKER_HOST = re.compile(r"unix://(/[A-Za-z0-9._-]+)+\Z")
 ACME_LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+ACME_LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# The value reaches the ACME container's environment and lego's --server: a plain https URL, nothing else.
+ACME_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?\Z")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z")
 
 
 class FieldProblem(ValueError):
@@ -72,6 +76,9 @@ class Target(Model):
     # Where the host's engine gets `baseImage`: `host` (it is there, or the host pulls/builds it itself) or
     # `operator` (sent from the operator's engine with `docker save | ssh docker load`, for registry-less hosts).
     baseImageSource: Literal["host", "operator"] = "host"
+    # The bootstrap may restart a Docker engine that already runs containers (to load its daemon.json) only
+    # when this is true: a restart stops every container on the host that lacks a restart policy.
+    allowDockerRestart: bool = False
 
     @field_validator("host")
     @classmethod
@@ -127,6 +134,8 @@ class Tls(Model):
     privateKey: Optional[SecretStr] = None
     acmeEmail: Optional[str] = None
     acmeServer: str = ACME_LETS_ENCRYPT
+    # The CA of a private ACME server's own HTTPS certificate (step-ca, pebble): a public PEM, not a secret.
+    acmeServerCa: Optional[str] = None
     ocspStapling: bool = False
 
     @model_validator(mode="after")
@@ -137,11 +146,17 @@ class Tls(Model):
                 raise FieldProblem(missing[0], f"is required when tls.mode is 'provided' (missing: {', '.join(missing)})")
         elif self.certificate is not None or self.privateKey is not None:
             raise FieldProblem("mode", f"is '{self.mode}', but certificate and privateKey are only used with 'provided'")
-        if self.mode == "acme":
-            raise FieldProblem("mode", "'acme' is not supported yet; use 'provided' with a certificate from your CA "
-                               "(or certbot), or 'self-signed'")
-        if self.acmeEmail is not None and "@" not in self.acmeEmail:
+        if self.mode == "acme" and self.acmeEmail is None:
+            raise FieldProblem("acmeEmail", "is required when tls.mode is 'acme' (the ACME account's contact)")
+        if self.acmeEmail is not None and not EMAIL.fullmatch(self.acmeEmail):
             raise FieldProblem("acmeEmail", f"'{self.acmeEmail}' is not an e-mail address")
+        if not ACME_URL.fullmatch(self.acmeServer):
+            raise FieldProblem("acmeServer", f"'{self.acmeServer}' is not an https:// ACME directory URL (Let's "
+                               f"Encrypt: {ACME_LETS_ENCRYPT}, staging: {ACME_LETS_ENCRYPT_STAGING})")
+        if self.acmeServerCa is not None:
+            problem = pem.check_ca_certificate(self.acmeServerCa)
+            if problem:
+                raise FieldProblem("acmeServerCa", problem)
         return self
 
 

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 
+from components import contract
 from ops import stack as stacks
 from ops.target import Target, settings_of
 
@@ -44,7 +45,10 @@ def certificate_expiry(target: Target, edge: str) -> str:
     from cryptography import x509
 
     try:
-        pem = target.docker("exec", edge, "cat", "/etc/webstack/edge/live/tls/fullchain.pem")
+        # tls.mode acme: the edge reads the ACME container's published pair (components/contract.py).
+        path = f"{contract.ACME_LIVE_DIR}/fullchain.pem" if target.settings.tls.mode == "acme" else \
+            f"{contract.EDGE_CONFIG_DIR}/live/tls/fullchain.pem"
+        pem = target.docker("exec", edge, "cat", path)
     except Exception:   # noqa: BLE001 - no TLS, or no edge: say so rather than fail the whole status
         return "no certificate served"
     cert = x509.load_pem_x509_certificate(pem.encode())

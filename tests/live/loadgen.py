@@ -93,8 +93,11 @@ class Load:
     """Background load: start(), then stop() for the report. Never runs longer than max_seconds."""
 
     def __init__(self, url: str, rps: float, max_seconds: float, verify_tls: bool = False,
-                 max_requests: Optional[int] = None, allowed_hosts: Iterable[str] = (), timeout: float = 5.0):
+                 max_requests: Optional[int] = None, allowed_hosts: Iterable[str] = (), timeout: float = 5.0,
+                 host_header: Optional[str] = None):
+        """host_header: the name asked for when the URL has an address (the edge answers only its domain)."""
         check_target(url, allowed_hosts)
+        self.headers = {"Host": host_header} if host_header else {}
         self.url, self.rps, self.max_seconds, self.max_requests, self.timeout = url, rps, max_seconds, max_requests, timeout
         self._ssl = ssl.create_default_context() if verify_tls else ssl._create_unverified_context()
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._ssl), _NoRedirect)
@@ -105,7 +108,8 @@ class Load:
     def _one(self) -> None:
         kind = None
         try:
-            with self._opener.open(self.url, timeout=self.timeout) as response:
+            request = urllib.request.Request(self.url, headers=self.headers)
+            with self._opener.open(request, timeout=self.timeout) as response:
                 response.read()
                 if response.status >= 400:
                     kind = f"http_{response.status}"

@@ -24,6 +24,7 @@ from tests.unit.test_settings_properties import upstreams
 
 SAMPLE = 100
 LIVE = contract.EDGE_CONFIG_DIR + "/live"
+STAGE = contract.EDGE_CONFIG_DIR + "/stage"     # the canary's site and certificate (edge-switch.sh.j2)
 
 
 def test_a_sample_of_generated_edge_sites_passes_nginx_t_in_the_edge_image(webstack_images, tmp_path):
@@ -39,6 +40,7 @@ def test_a_sample_of_generated_edge_sites_passes_nginx_t_in_the_edge_image(webst
         directory = tmp_path / f"case-{len(cases):03d}"
         directory.mkdir()
         (directory / "site.conf").write_text(render_edge_site(loaded, backends, webs))
+        (directory / "canary.site").write_text(render_edge_site(loaded, backends, webs, canary=True))
         if loaded.tls_enabled:
             for name, text in certificate.items():
                 (directory / name).parent.mkdir(exist_ok=True)
@@ -50,10 +52,16 @@ def test_a_sample_of_generated_edge_sites_passes_nginx_t_in_the_edge_image(webst
     for path in [tmp_path, *tmp_path.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)   # nginx reads them as uid 101
     hosts = sorted({name for _, names in cases for name in names})
-    script = (f'for d in /cases/case-*; do rm -rf {LIVE}/*; cp -r "$d"/. {LIVE}/; '
+    # The live site and the canary beside it, as during a switch; in acme mode the certificate is the ACME
+    # container's published pair.
+    script = (f'for d in /cases/case-*; do rm -rf {LIVE}/* {STAGE}/* {contract.ACME_DIR}/*; '
+              f'cp -r "$d"/. {LIVE}/; cp -r "$d"/. {STAGE}/; mkdir -p {contract.ACME_LIVE_DIR}; '
+              f'if [ -d "$d/tls" ]; then cp "$d"/tls/* {contract.ACME_LIVE_DIR}/; fi; '
               'if nginx -t -q 2>/tmp/err; then echo "OK $d"; else echo "FAIL $d"; cat /tmp/err; fi; done; echo DONE')
     result = docker("run", "--rm", "--user", str(contract.NGINX_UID), "--network", "none",
                     "--tmpfs", "/tmp", "--tmpfs", f"{LIVE}:mode=0777,uid={contract.NGINX_UID}",
+                    "--tmpfs", f"{STAGE}:mode=0777,uid={contract.NGINX_UID}",
+                    "--tmpfs", f"{contract.ACME_DIR}:mode=0777,uid={contract.NGINX_UID}",
                     "-v", f"{tmp_path}:/cases:ro", *[f"--add-host={h}:127.0.0.1" for h in hosts],
                     webstack_images.tags["edge"], "sh", "-c", script, timeout=600)
     assert result.stdout.strip().endswith("DONE"), result.stdout[-2000:] + result.stderr[-2000:]

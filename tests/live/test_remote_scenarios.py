@@ -116,8 +116,11 @@ class RemoteStack:
 
     def loads(self) -> tuple[Load, Load]:
         allowed = [self.host.ip]
-        return (Load(f"https://{self.host.ip}/", RPS_PER_TARGET, 900, allowed_hosts=allowed).start(),
-                Load(f"https://{self.host.ip}/api/notes", RPS_PER_TARGET, 900, allowed_hosts=allowed).start())
+        # By address, asking for DOMAIN: the edge answers only its domain (421 for any other name).
+        return (Load(f"https://{self.host.ip}/", RPS_PER_TARGET, 900, allowed_hosts=allowed,
+                     host_header=DOMAIN).start(),
+                Load(f"https://{self.host.ip}/api/notes", RPS_PER_TARGET, 900, allowed_hosts=allowed,
+                     host_header=DOMAIN).start())
 
 
 @pytest.fixture(scope="module")

@@ -72,13 +72,13 @@ def test_plain_http_site_has_no_tls_no_hsts_and_no_redirect():
 
 def test_tls_site_redirects_port_80_and_sends_hsts():
     text = site(tls='{"mode": "self-signed"}')
-    assert "return 308 https://$host:8443$request_uri;" in text
+    assert "return 308 https://localhost:8443$request_uri;" in text
     assert 'add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;' in text
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in text and "listen 8443 ssl http2 default_server;" in text
 
 
 def test_the_redirect_omits_the_default_https_port():
-    assert "return 308 https://$host$request_uri;" in site(tls='{"mode": "self-signed"}', httpsPort="443", httpPort="80")
+    assert "return 308 https://localhost$request_uri;" in site(tls='{"mode": "self-signed"}', httpsPort="443", httpPort="80")
 
 
 def test_every_location_that_adds_headers_repeats_the_whole_set():
@@ -111,9 +111,11 @@ def test_the_canary_routes_the_same_paths_to_the_release_on_the_edges_loopback_o
     assert "ssl_certificate /etc/webstack/edge/stage/tls/fullchain.pem;" in canary
     # Its own upstream names (both sites are loaded together) and the live site's routes, location by location.
     assert "upstream webstack_canary_backend {" in canary and "upstream webstack_backend {" not in canary
-    routes = lambda text: [line.strip() for line in text.split("ssl_prefer_server_ciphers")[-1].splitlines()
-                           if line.strip().startswith(("location", "return", "error_page"))]
-    assert routes(canary.split("ssl_protocols")[1]) == routes(live.split("listen 8443")[1])
+    def routes(text: str) -> list[str]:   # of the server that answers the domain
+        return [line.strip() for line in text.split("server_name localhost;")[-1].splitlines()
+                if line.strip().startswith(("location", "return", "error_page", "limit_req", "proxy_pass"))]
+    assert routes(canary) == [line.replace("webstack_", "webstack_canary_") for line in routes(live)]
+    assert "proxy_pass http://webstack_canary_backend/;" in routes(canary)
 
 
 def test_edge_site_needs_at_least_one_server():

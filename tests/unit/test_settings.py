@@ -42,6 +42,16 @@ def test_a_wildcard_certificate_covers_one_label():
         load({**provided(cert, key), "domain": "a.b.example.com"}, {"tls"})
 
 
+def test_acme_mode_takes_an_email_a_server_and_a_private_servers_ca():
+    ca, _ = certificate("ca.example")
+    settings = load({"domain": "app.example.com", "tls": {"mode": "acme", "acmeEmail": "ops@example.com",
+                                                           "acmeServer": "https://ca.example:14000/dir",
+                                                           "acmeServerCa": ca}})
+    assert (settings.tls.mode, settings.url) == ("acme", "https://app.example.com:8443")
+    assert load({"tls": {"mode": "acme", "acmeEmail": "ops@example.com"}}).tls.acmeServer == \
+        "https://acme-v02.api.letsencrypt.org/directory"
+
+
 def test_secret_values_never_appear_in_the_error():
     with pytest.raises(ConfigError) as error:
         load({"tls": {"mode": "off", "certificate": "SUPERSECRETVALUE", "privateKey": "SUPERSECRETVALUE"}}, {"tls"})
@@ -87,7 +97,11 @@ BAD_INPUT = [
     ("key does not match", provided(OTHER_CERT, GOOD_KEY), {"tls"}, "webstack:tls.privateKey", "does not match"),
     ("certificate for another domain", provided(WRONG_DOMAIN_CERT, WRONG_DOMAIN_KEY), {"tls"}, "webstack:tls.certificate", "does not cover the domain 'app.example.com'"),
     ("key stored in plain text", provided(GOOD_CERT, GOOD_KEY), (), "webstack:tls.privateKey", "--secret"),
-    ("acme is not built yet", {"tls": {"mode": "acme", "acmeEmail": "ops@example.com"}}, (), "webstack:tls.mode", "not supported yet"),
+    ("acme without e-mail", {"tls": {"mode": "acme"}}, (), "webstack:tls.acmeEmail", "required when tls.mode is 'acme'"),
+    ("acme e-mail with a newline", {"tls": {"mode": "acme", "acmeEmail": "ops@example.com\n"}}, (), "webstack:tls.acmeEmail", "not an e-mail"),
+    ("acme server over http", {"tls": {"mode": "acme", "acmeEmail": "ops@example.com", "acmeServer": "http://ca.example/dir"}}, (), "webstack:tls.acmeServer", "https://"),
+    ("acme server with shell text", {"tls": {"mode": "acme", "acmeEmail": "ops@example.com", "acmeServer": "https://ca.example/$(id)"}}, (), "webstack:tls.acmeServer", "staging"),
+    ("acme server CA not a PEM", {"tls": {"mode": "acme", "acmeEmail": "ops@example.com", "acmeServerCa": "nope"}}, (), "webstack:tls.acmeServerCa", "not a PEM certificate"),
     ("replicas below one", {"backend": {"replicas": 0}}, (), "webstack:backend.replicas", "greater than or equal to 1"),
     ("privileged backend port", {"backend": {"port": 80}}, (), "webstack:backend.port", "1024"),
     ("health path without slash", {"backend": {"healthPath": "health"}}, (), "webstack:backend.healthPath", "starting with '/'"),

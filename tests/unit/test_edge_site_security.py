@@ -1,0 +1,90 @@
+"""The rendered edge site answers only `domain` and rate-limits writes (review findings of issue 12)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from components import rendering
+from components.settings_loader import load_settings
+from tests.stack_config import PROJECT_DIR
+
+
+def site(tls: str = "off", domain: str = "app.example.com") -> str:
+    settings = load_settings({"release": "r1", "domain": domain, "tls": json.dumps({"mode": tls})}, set(), "s",
+                             PROJECT_DIR)
+    return rendering.render_edge_site(settings, ["b-1"], ["w-1"])
+
+
+def servers(text: str) -> list[str]:
+    """The text of each top-level `server { ... }` block."""
+    blocks, depth, current = [], 0, None
+    for line in text.splitlines():
+        if current is None and line.startswith("server {"):
+            current, depth = [], 0
+        if current is not None:
+            current.append(line)
+            depth += line.count("{") - line.count("}")
+            if depth == 0:
+                blocks.append("\n".join(current))
+                current = None
+    return blocks
+
+
+def by_name(text: str) -> dict[str, str]:
+    return {re.search(r"server_name (\S+);", block).group(1): block for block in servers(text)}
+
+
+@pytest.mark.parametrize("tls", ["off", "self-signed"])
+def test_the_application_is_served_only_under_the_domain(tls):
+    blocks = by_name(site(tls))
+    assert set(blocks) >= {"app.example.com", "_"}
+    routed = [re.search(r"server_name (\S+);", b).group(1) for b in servers(site(tls)) if "proxy_pass" in b]
+    assert routed == ["app.example.com"]
+
+
+def test_https_for_any_other_name_is_421_and_plain_http_without_tls_is_closed_444():
+    tls_blocks = servers(site("self-signed"))
+    catch_all = next(b for b in tls_blocks if "server_name _;" in b)
+    assert "listen 8443 ssl http2 default_server;" in catch_all and "return 421" in catch_all
+    named_https = next(b for b in tls_blocks if "server_name app.example.com;" in b and "listen 8443" in b)
+    assert "default_server" not in named_https
+    plain = by_name(site("off"))
+    assert "listen 8080 default_server;" in plain["_"] and "return 444;" in plain["_"]
+    assert "default_server" not in plain["app.example.com"]
+
+
+@pytest.mark.parametrize("tls", ["off", "self-signed"])
+def test_the_edge_health_check_reaches_the_catch_all_server_by_address(tls):
+    for block in servers(site(tls)):
+        if "server_name _;" in block or "listen 8080 default_server" in block:
+            assert "location = /__edge/health" in block
+
+
+def test_plain_http_redirects_to_the_domain_whatever_the_host_asked():
+    http = next(b for b in servers(site("self-signed")) if "listen 8080 default_server;" in b)
+    assert "return 308 https://app.example.com:8443$request_uri;" in http and "$host" not in http
+
+
+def test_writes_are_rate_limited_by_client_and_reads_are_not():
+    text = site("self-signed")
+    mapping = text.split("map $request_method $webstack_write_client {")[1].split("}")[0]
+    keys = dict(line.strip().rstrip(";").split(None, 1) for line in mapping.strip().splitlines())
+    assert keys == {"default": '""', "POST": "$binary_remote_addr", "PUT": "$binary_remote_addr",
+                    "PATCH": "$binary_remote_addr", "DELETE": "$binary_remote_addr"}
+    rate = rendering.WRITE_RATE_LIMIT
+    assert f"limit_req_zone $webstack_write_client zone=webstack_writes:10m rate={rate['rate']};" in text
+    app = next(b for b in servers(text) if "proxy_pass" in b)
+    assert f"limit_req zone=webstack_writes burst={rate['burst']} nodelay;" in app
+    assert "limit_req_status 429;" in app
+
+
+def test_the_429_page_carries_the_security_headers():
+    app = next(b for b in servers(site("self-signed")) if "proxy_pass" in b)
+    assert "error_page 429 /_webstack/errors/429;" in app
+    page = app.split("location = /_webstack/errors/429 {")[1].split("}")[0]
+    for name in rendering.security_headers(True):
+        assert f"add_header {name} " in page
+    assert "return 429" in page
