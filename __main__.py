@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pulumi
 
-from components.backend import Backend, BackendArgs
+from components.backend import Backend, BackendArgs, generation
+from components.backups import Backups, BackupsArgs
 from components.certificates import Certificates
 from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs
@@ -31,7 +32,12 @@ networks = Networks("networks", settings, on_target)
 socket = SocketVolume("pgsocket", settings, on_target)
 certificates = Certificates("certificates", settings)
 
-database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
+# A backup before the database container is replaced or a new backend generation (which migrates) starts.
+# App volumes (backend.volumes) join `volumes=` once they exist; a release command joins `triggers=`.
+backups = Backups("backups", BackupsArgs(settings, images.backup, images.backup_ref, host, socket,
+                                         triggers=[generation(settings)], volumes=()), on_target)
+database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket,
+                                             after=[backups.pre_deploy]), on_target)
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
 backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks.data, networks.app, socket,
                                          database.container), on_target)
@@ -46,3 +52,4 @@ pulumi.export("release", settings.release)
 pulumi.export("containers", {"database": database.container.name, "edge": edge.container.name,
                              "backend": backend.names, "web": web.container_name})
 pulumi.export("dataVolume", database.data_volume.name)
+pulumi.export("backups", {"image": images.backup_ref, "volume": backups.volume.name, "appVolumes": []})
