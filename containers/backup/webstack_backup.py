@@ -112,8 +112,9 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def complete_backups(root: Path = BACKUPS) -> list[Path]:
+def complete_backups(root: Path | None = None) -> list[Path]:
     """Complete backups (a manifest exists), oldest first: names start with their UTC time."""
+    root = root or BACKUPS
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and BACKUP_NAME.fullmatch(p.name) and (p / MANIFEST).is_file())
