@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if backends:
             target.docker("start", *backends)
             wait_healthy(target, backends)
-            print(f"backends started and healthy", flush=True)
+            print("backends started and healthy", flush=True)
     print(f"restored backup {prepared['backup']} into database {database} in {time.monotonic() - started:.1f}s")
     if switched.get("previous"):
         print(f"the previous data is kept as database {switched['previous']}; once you no longer need it: "

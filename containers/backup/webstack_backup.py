@@ -126,17 +126,18 @@ def manifest_of(backup: Path) -> dict:
 
 def verify(backup: Path) -> dict:
     """The manifest, once every file's SHA-256 and size match it; Refused naming the first file that does not."""
+    label = backup.name.removeprefix(".incoming-")
     if not (backup / MANIFEST).is_file():
-        raise Refused(f"backup {backup.name} has no manifest: it is incomplete and cannot be restored")
+        raise Refused(f"backup {label} has no manifest: it is incomplete and cannot be restored")
     manifest = manifest_of(backup)
     for relative, expected in sorted(manifest["files"].items()):
         path = backup / relative
         if not path.is_file():
-            raise Refused(f"backup {backup.name} is corrupted: {relative} is missing; nothing was changed. "
+            raise Refused(f"backup {label} is corrupted: {relative} is missing; nothing was changed. "
                           "Pick another backup (python -m ops backup --list --stack STACK) and restore it with --name")
         actual = sha256_of(path)
         if actual != expected["sha256"] or path.stat().st_size != expected["size"]:
-            raise Refused(f"backup {backup.name} is corrupted: {relative} has SHA-256 {actual[:16]}... "
+            raise Refused(f"backup {label} is corrupted: {relative} has SHA-256 {actual[:16]}... "
                           f"({path.stat().st_size} bytes), the manifest says {expected['sha256'][:16]}... "
                           f"({expected['size']} bytes); nothing was changed. Pick another backup "
                           "(python -m ops backup --list --stack STACK) and restore it with --name")
@@ -373,7 +374,12 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
     database, user = db_name(), db_user()
     backup = fetch(name, source_stack) if from_s3 else choose(source, name)
     log(f"verifying the checksums of backup {backup.name.removeprefix('.incoming-')}")
-    manifest = verify(backup)
+    try:
+        manifest = verify(backup)
+    except Refused:
+        if from_s3:   # a download that failed verification is not kept
+            shutil.rmtree(backup, ignore_errors=True)
+        raise
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
     scratch = f"{database[:36]}_restore_{stamp}"
     dump_file = backup / DUMP
