@@ -157,6 +157,18 @@ def test_the_schedule_container_is_hardened_on_no_network_without_offsite(dev):
     assert inputs["capabilities"]["drops"] == ["ALL"] and inputs["healthcheck"]["tests"][1:] == [
         "/usr/local/bin/webstack-backup", "health"]
     assert "WEBSTACK_SCHEDULE=daily 03:15" in inputs["envs"]
+    assert "no-new-privileges:true" in inputs["securityOpts"] and inputs["memory"] == inputs["memorySwap"] > 0
+    assert inputs["restart"] == "unless-stopped" and inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
+    assert "docker.sock" not in str(inputs["mounts"])
+
+
+def test_the_policy_pack_passes_the_declared_schedule_container(dev):
+    from tests.unit.test_policy import rules, violations
+
+    schedule = dev.named("backups-schedule").inputs
+    assert violations(rules.CONTAINER, schedule) == []
+    as_web = {**schedule, "labels": [{"label": "webstack.role", "value": "web"}]}
+    assert [v for v in violations(rules.CONTAINER, as_web) if v.startswith("socket-volume")], as_web
 
 
 def test_offsite_secrets_reach_only_the_jobs_stdin_and_the_schedule_env_as_secrets():
