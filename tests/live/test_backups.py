@@ -82,6 +82,9 @@ def test_1_the_first_deploy_has_nothing_to_back_up_and_the_schedule_runs_on_the_
     while not [b for b in stack.backups() if b["reason"] == "scheduled"]:
         assert time.monotonic() < deadline, docker("logs", f"{PREFIX}backup", check=False).stderr[-2000:]
         time.sleep(5)
+    # The data volume records the identity it was set up with (the database entrypoint refuses another).
+    identity = docker("exec", DB, "cat", "/var/lib/postgresql/data/webstack-identity").stdout
+    assert identity == "database=appdb role=app\n", identity
     health = docker("inspect", "-f", "{{.State.Health.Status}}", f"{PREFIX}backup").stdout.strip()
     assert health == "healthy", health
     scheduled = [b for b in stack.backups() if b["reason"] == "scheduled"][0]
@@ -163,6 +166,7 @@ def test_6_renaming_the_database_of_a_stack_with_data_is_refused_with_the_way_to
     assert "python -m ops restore --stack NEW_STACK --from-stack bkptest --latest" in message
     assert stack.api_ok() and sql("SELECT count(*) FROM notes") != "0"
     assert "shop" not in databases()
+    stack.engine.configure({"webstack:release": "r2"})   # as the message says: the old values set back
 
 
 def test_7_a_100_mb_database_is_backed_up_and_restored_within_two_minutes(stack):

@@ -232,3 +232,16 @@ def test_retention_removes_the_oldest_complete_backups_and_never_the_last(tool):
     assert [b.name for b in tool.complete_backups()] == names[2:]
     assert tool.prune(0) == names[2:4]    # 0 is treated as 1: the newest good backup always stays
     assert [b.name for b in tool.complete_backups()] == names[4:]
+
+
+@pytest.mark.parametrize("command", [["dump"], ["list"], ["restore-prepare"], ["switch", "--scratch", "x"]])
+def test_every_job_command_takes_the_credentials_on_stdin(tool, command, monkeypatch):
+    """ops passes --credentials-stdin to every job of a stack with offsite: no command may refuse it."""
+    seen = {}
+    monkeypatch.setattr(tool, "read_credentials_from_stdin", lambda: seen.setdefault("read", True))
+    monkeypatch.setattr(tool, "dump", lambda reason: {})
+    monkeypatch.setattr(tool, "complete_backups", lambda: [])
+    monkeypatch.setattr(tool, "restore_prepare", lambda *a: {})
+    monkeypatch.setattr(tool, "switch", lambda scratch: {})
+    monkeypatch.setenv("WEBSTACK_STACK", "s")
+    assert tool.main([*command, "--credentials-stdin"]) == 0 and seen == {"read": True}
