@@ -18,6 +18,24 @@ from ops.errors import OpsError
 from ops.target import Target, settings_of
 
 HEALTHY_WITHIN_SECONDS = 120
+# Run in the edge: reload nginx and wait (at most 10 s) until every worker is a new one. A restarted backend may
+# get a new address on the app network, and nginx resolves upstream names when it loads its configuration.
+# /proc because the edge has no procps (containers/edge/apply.sh waits the same way).
+EDGE_RELOAD = r"""
+workers() { master=$(cat /tmp/nginx.pid); for p in /proc/[0-9]*; do
+  [ "$(cut -d' ' -f4 "$p/stat" 2>/dev/null)" = "$master" ] || continue
+  [ "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" = "nginx: worker process " ] && echo "${p#/proc/}"; done; return 0; }
+old=" $(workers | tr '\n' ' ') "
+nginx -s reload || exit 1
+i=0
+while [ $i -lt 100 ]; do
+  now=$(workers); fresh=yes
+  for p in $now; do case "$old" in *" $p "*) fresh=no ;; esac; done
+  [ -n "$now" ] && [ $fresh = yes ] && exit 0
+  i=$((i + 1)); sleep 0.1
+done
+exit 1
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
         if backends:
             target.docker("start", *backends)
             wait_healthy(target, backends)
-            print("backends started and healthy", flush=True)
+            edge = f"{target.settings.name_prefix}-edge"
+            target.docker("exec", edge, "sh", "-c", EDGE_RELOAD)
+            print("backends started and healthy; the edge reloaded (it resolves their addresses again)", flush=True)
     print(f"restored backup {prepared['backup']} into database {database} in {time.monotonic() - started:.1f}s")
     if switched.get("previous"):
         print(f"the previous data is kept as database {switched['previous']}; once you no longer need it: "

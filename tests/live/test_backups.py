@@ -35,9 +35,9 @@ def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
     return done
 
 
-def sql(statement: str, database: str = "appdb", stack: str = STACK) -> str:
-    """As the app's own role, through the socket inside the database container (uid 1001 maps to `app`)."""
-    return docker("exec", "-u", "1001", f"webstack-{stack}-db", "psql", "-h", "/var/run/postgresql", "-U", "app",
+def sql(statement: str, database: str = "appdb", stack: str = STACK, user: str = "app") -> str:
+    """As the app's own role, through the socket inside the database container (uid 1001 maps to `user`)."""
+    return docker("exec", "-u", "1001", f"webstack-{stack}-db", "psql", "-h", "/var/run/postgresql", "-U", user,
                   "-d", database, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", statement).stdout.strip()
 
 

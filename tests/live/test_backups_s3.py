@@ -3,7 +3,8 @@
 Stack `bkps3` has `database.offsite` pointing at the moto server (credentials set as Pulumi secrets, as a user
 would), `backupsToKeep` 2. Its backups are uploaded by the job on the target (the local engine: the endpoint
 is on loopback, so the job shares the host's network), read back with boto3 here: encrypted, checksums in the
-metadata, the same retention. Stack `bkprestore`, deployed fresh, restores `bkps3`'s latest offsite backup.
+metadata, the same retention. Stack `bkprestore`, deployed fresh under another database name and role (the
+way to rename them: the identity guard's advice), restores `bkps3`'s latest offsite backup, then a local one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.live
 SOURCE, FRESH = "bkps3", "bkprestore"
 BUCKET = "webstack-offsite-test"
 KEYS = {"accessKeyId": "moto-test-key", "secretAccessKey": "moto-test-secret"}
+RENAMED = {"database": "shop", "stack": FRESH, "user": "shopper"}   # the fresh stack's database and role
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +81,13 @@ def test_1_each_backup_is_uploaded_encrypted_verified_and_kept_like_the_local_on
 def test_2_a_fresh_stack_restores_the_latest_offsite_backup(s3, source, fresh):
     endpoint, _ = s3
     plain, secrets = offsite_config(endpoint)
-    fresh.engine.up(secrets=secrets, **{"webstack:release": "r1", **plain})
+    fresh.engine.up(secrets=secrets, **{"webstack:release": "r1", **plain, "webstack:database.name": "shop",
+                                        "webstack:database.user": "shopper"})
     expected = sql(CHECKSUM, stack=SOURCE)
     restored = fresh.ops("restore", "--from-s3", "--from-stack", SOURCE, "--latest")
     assert "verified and restored" in restored.stdout, restored.stdout + restored.stderr
-    assert sql(CHECKSUM, stack=FRESH) == expected
+    assert sql(CHECKSUM, **RENAMED) == expected
+    assert sql("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'", **RENAMED) == "shopper"
     assert "offsite note 24" in fresh.notes()
     fresh.figures["restore from S3 into a fresh stack"] = restored.stdout.strip().splitlines()[-2]
 
@@ -95,7 +99,17 @@ def test_3_a_corrupted_offsite_backup_is_refused_before_anything_changes(s3, sou
     body = bytearray(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     body[100] ^= 0xFF
     client.put_object(Bucket=BUCKET, Key=key, Body=bytes(body))
-    before, dbs = sql(CHECKSUM, stack=FRESH), databases(FRESH)
+    before, dbs = sql(CHECKSUM, **RENAMED), databases(FRESH)
     refused = fresh.ops("restore", "--from-s3", "--from-stack", SOURCE, "--name", name, ok=False)
     assert refused.returncode == 2 and f"backup {name} is corrupted" in refused.stderr, refused.stderr
-    assert sql(CHECKSUM, stack=FRESH) == before and databases(FRESH) == dbs
+    assert sql(CHECKSUM, **RENAMED) == before and databases(FRESH) == dbs
+
+
+def test_4_a_stack_on_the_same_target_restores_another_stacks_local_backup(source, fresh):
+    """The way to move data to a stack with another database name or role (the identity guard's advice)."""
+    source.write_note("only in the local backup")
+    source.ops("backup")
+    expected = sql(CHECKSUM, stack=SOURCE)
+    restored = fresh.ops("restore", "--from-stack", SOURCE, "--latest")
+    assert "verified and restored" in restored.stdout, restored.stdout + restored.stderr
+    assert sql(CHECKSUM, **RENAMED) == expected and "only in the local backup" in fresh.notes()
