@@ -189,3 +189,26 @@ def test_7_a_100_mb_database_is_backed_up_and_restored_within_two_minutes(stack)
     assert sql("SELECT count(*) || ':' || md5(string_agg(payload, '' ORDER BY id)) FROM big") == expected
     assert restore_seconds < 120, restore_seconds
     assert stack.api_ok()
+
+
+def test_8_a_data_volume_started_under_another_database_name_is_refused_by_the_entrypoint(stack):
+    """After a destroy/redeploy there is no running container for the pre-deploy guard to compare with: the
+    database image itself refuses a volume set up under another name (on a volume of its own here)."""
+    image = docker("inspect", "-f", "{{.Config.Image}}", DB).stdout.strip()
+    volume = f"{PREFIX}identity-check"
+    common = ["--network", "none", "-v", f"{volume}:/var/lib/postgresql/data", "-e", "WEBSTACK_DB_USER=app"]
+    first = docker("run", "-d", "--name", f"{PREFIX}identity-first", *common, "-e", "WEBSTACK_DB_NAME=appdb",
+                   image).stdout.strip()
+    try:
+        deadline = time.monotonic() + 90
+        while "setup finished" not in docker("logs", first, check=False).stdout:
+            assert time.monotonic() < deadline, docker("logs", first, check=False).stderr[-2000:]
+            time.sleep(1)
+        docker("stop", first)
+        renamed = docker("run", "--rm", *common, "-e", "WEBSTACK_DB_NAME=shop", image, check=False, timeout=60)
+        assert renamed.returncode == 1, renamed.stdout + renamed.stderr
+        assert "this data volume holds database=appdb role=app, but the configuration says database=shop" \
+            in renamed.stderr, renamed.stderr
+    finally:
+        docker("rm", "-f", "-v", first, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
