@@ -12,6 +12,7 @@ from components.acme import Acme, AcmeArgs
 from components.app_secrets import AppSecrets
 from components.app_volumes import AppVolumes
 from components.backend import Backend, BackendArgs, generation, probe_url
+from components.backups import Backups, BackupsArgs
 from components.certificates import Certificates
 from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs
@@ -35,17 +36,22 @@ networks = Networks("networks", settings, on_target)
 socket = SocketVolume("pgsocket", settings, on_target)
 certificates = Certificates("certificates", settings)
 
-database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket), on_target)
-acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None
-edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host, acme), on_target)
 app_secrets = AppSecrets("app-secrets", settings)
 app_volumes = AppVolumes("app-volumes", settings, host, on_target)
-# Runs before the release's backends start. Issue 11: a pre-release backup goes into depends_on here.
+# A backup (with the app's volumes) before the database container is replaced, a release command runs or a new
+# backend generation (which may migrate at start) starts.
+backups = Backups("backups", BackupsArgs(settings, images.backup, images.backup_ref, host, socket,
+                                         triggers=[generation(settings)], volumes=app_volumes.names), on_target)
+database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket,
+                                             after=[backups.pre_deploy]), on_target)
+acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None
+edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host, acme), on_target)
+# Runs before the release's backends start, after the pre-deploy backup (through the database container).
 before_backends: list[pulumi.Resource] = []
 if settings.backend.releaseCommand:
     release_command = ReleaseCommand("release-command", ReleaseCommandArgs(
         settings, host, images.refs["backend"], generation(settings), networks, socket, app_secrets, app_volumes,
-        depends_on=[database.container]))
+        depends_on=[database.container, backups.pre_deploy]))
     before_backends.append(release_command.run)
 backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks, socket, database.container,
                                          app_secrets, app_volumes, depends_on=before_backends), on_target)
@@ -67,3 +73,4 @@ pulumi.export("containers", {"database": database.container.name, "edge": edge.c
                              **({"acme": acme.container_name} if acme else {})})
 pulumi.export("dataVolume", database.data_volume.name)
 pulumi.export("appVolumes", backend.app_volumes)
+pulumi.export("backups", {"image": images.backup_ref, "volume": backups.volume.name, "appVolumes": app_volumes.names})

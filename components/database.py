@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -19,6 +20,8 @@ class DatabaseArgs:
     image: docker.RemoteImage
     network: docker.Network
     socket: SocketVolume
+    # Started only after these (the pre-deploy backup): a replaced container is deleted only then.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class Database(pulumi.ComponentResource):
@@ -55,5 +58,5 @@ class Database(pulumi.ComponentResource):
             # A longer wait: the first start runs initdb. A longer grace: a clean shutdown writes a checkpoint.
             **hardened(settings, "database", user=f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
                        memory_mb=settings.database.memoryMb, wait_timeout=180, grace_seconds=60),
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
         self.register_outputs({"containerName": self.container.name, "dataVolume": self.data_volume.name})

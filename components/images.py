@@ -46,6 +46,8 @@ class Images(pulumi.ComponentResource):
     database: docker.RemoteImage
     edge: docker.RemoteImage
     acme: docker.RemoteImage | None
+    backup: docker.RemoteImage
+    backup_ref: str
     builds: dict[str, docker.RemoteImage]
     refs: dict[str, pulumi.Input[str]]
 
@@ -58,7 +60,11 @@ class Images(pulumi.ComponentResource):
                                     tag=context_digest(containers / "db", db_args))
         self.edge = self._image("edge", containers / "edge", "Dockerfile", {},
                                 tag=context_digest(containers / "edge"))
-        self.builds = {"db": self.database, "edge": self.edge}
+        # The backup job's image (components/backups.py): long-lived like db and edge.
+        backup_tag = context_digest(containers / "backup")
+        self.backup = self._image("backup", containers / "backup", "Dockerfile", {}, tag=backup_tag)
+        self.backup_ref = f"{settings.name_prefix}-backup:{backup_tag}"
+        self.builds = {"db": self.database, "edge": self.edge, "backup": self.backup}
         self.refs = {"db": self.database.name, "edge": self.edge.name}
         self.acme = None
         if settings.tls.mode == "acme":   # the ACME client, long-lived like the edge

@@ -160,11 +160,80 @@ class Tls(Model):
         return self
 
 
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+S3_PREFIX = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*\Z")
+S3_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+){1,4}\Z")
+ENDPOINT = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?/?\Z")
+# UTC: "daily HH:MM", or "every N" minutes (m) or hours (h); "off" runs no scheduled backups.
+# containers/backup/webstack_backup.py parses the same two forms.
+BACKUP_SCHEDULE = re.compile(r"(off|daily ([01]\d|2[0-3]):[0-5]\d|every [1-9]\d{0,3}[mh])\Z")
+
+
+class Offsite(Model):
+    """An S3 bucket (or any S3 API) that receives a copy of every backup. Credentials: the environment
+    (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or these two keys set with --secret, never plain config."""
+
+    bucket: str
+    prefix: str = "webstack"
+    region: str = "us-east-1"
+    endpoint: Optional[str] = None
+    accessKeyId: Optional[SecretStr] = None
+    secretAccessKey: Optional[SecretStr] = None
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not S3_BUCKET.fullmatch(v):
+            raise ValueError(f"'{v}' is not an S3 bucket name (3-63 lower-case letters, digits, '.' and '-')")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        if not S3_PREFIX.fullmatch(v):
+            raise ValueError(f"'{v}' must be key parts of letters, digits, '_', '.' and '-' separated by '/'")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if not S3_REGION.fullmatch(v):
+            raise ValueError(f"'{v}' is not a region name like 'eu-central-1'")
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not ENDPOINT.fullmatch(v):
+            raise ValueError(f"'{v}' must be an URL like https://s3.example.com[:PORT] (no path); leave it unset for AWS")
+        return v
+
+    @model_validator(mode="after")
+    def _both_keys(self) -> "Offsite":
+        if (self.accessKeyId is None) != (self.secretAccessKey is None):
+            missing = "secretAccessKey" if self.secretAccessKey is None else "accessKeyId"
+            raise FieldProblem(missing, "is required with the other key (set both with --secret, or neither and "
+                               "use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment)")
+        return self
+
+
 class Database(Model):
     name: str = "appdb"
     user: str = "app"
     backupsToKeep: int = Field(7, ge=1, le=365)
     memoryMb: int = Field(512, ge=128)
+    backupSchedule: str = "daily 03:15"
+    offsite: Optional[Offsite] = None
+
+    @field_validator("backupSchedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        v = " ".join(v.split())
+        if not BACKUP_SCHEDULE.fullmatch(v):
+            raise ValueError(f"'{v}' is not a schedule: use 'daily HH:MM' (UTC, e.g. 'daily 03:15'), 'every N' "
+                             "with m or h (e.g. 'every 6h', 'every 30m'), or 'off'")
+        return v
 
     @field_validator("name", "user")
     @classmethod

@@ -21,7 +21,8 @@ NAMESPACE = "webstack"
 OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend", "images")
 SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage")
 INTEGER_KEYS = ("httpPort", "httpsPort")
-SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey")}
+SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey"),
+                 "database": ("offsite.accessKeyId", "offsite.secretAccessKey")}
 EXAMPLES = {"release": "v1", "target.hostKey": "\"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"", "httpPort": "8080", "httpsPort": "8443", "domain": "example.com",
             "publishAddress": "127.0.0.1", "target.kind": "ssh", "target.host": "203.0.113.10",
             "tls.mode": "self-signed", "backend.replicas": "2", "backend.port": "8000"}
@@ -130,6 +131,13 @@ def known_fields(loc: tuple | str) -> list[str]:
     return [name for name in model.model_fields if name not in ("stack", "projectDir", "secretKeys")]
 
 
+def nested(value: Any, dotted: str) -> Any:
+    """value["a"]["b"] for "a.b", None where a part is missing or not an object."""
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, project_dir: Path) -> Settings:
     """values: the webstack namespace's config, key without namespace -> raw value as Pulumi passes it."""
     problems: list[tuple[str, str]] = []
@@ -149,7 +157,7 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
             data[key] = value
     for top, fields in SECRET_FIELDS.items():
         for field in fields:
-            if isinstance(data.get(top), dict) and data[top].get(field) is not None and top not in secret_keys:
+            if nested(data.get(top), field) is not None and top not in secret_keys:
                 problems.append((f"{top}.{field}", "is stored in plain text; it must be a secret. Fix: "
                                  f"pulumi config rm {NAMESPACE}:{top} and set it again with "
                                  f"`cat FILE | {set_command(f'{top}.{field}', '', secret=True).rstrip()}`"))

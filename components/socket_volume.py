@@ -10,12 +10,13 @@ from .settings import Settings
 
 
 class SocketVolume(pulumi.ComponentResource):
-    """A named volume mounted at the socket directory of the database and of the backend, and nowhere else.
+    """A named volume mounted at the socket directory of the database, the backend and the backup job, and nowhere
+    else.
 
     Holding the socket (mode 0770, group dbsock) is what grants access, so `mount` refuses any other consumer.
     """
 
-    CONSUMERS = ("Database", "Backend")
+    CONSUMERS = ("Database", "Backend", "Backups")
     volume: docker.Volume
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):

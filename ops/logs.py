@@ -11,7 +11,7 @@ from ops import stack as stacks
 from ops.errors import OpsError
 from ops.target import Target, settings_of
 
-SERVICES = ("database", "backend", "web", "edge")
+SERVICES = ("database", "backend", "web", "edge", "backup")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

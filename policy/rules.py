@@ -24,7 +24,7 @@ CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 SOCKET_DIR = "/var/run/postgresql"                # components/contract.py SOCKET_DIR
-SOCKET_ROLES = ("database", "backend")            # the only roles that may reach PostgreSQL's socket
+SOCKET_ROLES = ("database", "backend", "backup")  # the only roles that may reach PostgreSQL's socket
 DATA_VOLUME_SUFFIX = "-pgdata"                    # webstack-<stack>-pgdata, the database's data
 ROOT_USERS = {"", "0", "root"}
 NO_HOST_KEY_CHECK = re.compile(r"stricthostkeychecking\s*[= ]\s*[\"']?(no|off)\b", re.IGNORECASE)
@@ -89,7 +89,7 @@ def socket_only_for_database_and_backend(args: ResourceValidationArgs, report: R
         return
     for mount in args.props.get("mounts") or []:
         if mount.get("target") == SOCKET_DIR or str(mount.get("source") or "").endswith("-pgsocket"):
-            report(f"{_who(args)} mounts the database socket volume: only {' and '.join(SOCKET_ROLES)} may")
+            report(f"{_who(args)} mounts the database socket volume: only {', '.join(SOCKET_ROLES)} may")
 
 
 def data_volume_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -125,7 +125,7 @@ POLICIES = [
     _policy("containers-no-new-privileges", "Every container sets no-new-privileges.", no_new_privileges),
     _policy("containers-memory-limit", "Every container has a memory limit.", memory_limited),
     _policy("database-port-not-published", "The database publishes no port.", database_not_published),
-    _policy("socket-volume-db-and-backend-only", "Only the database and backend mount the socket volume.",
+    _policy("socket-volume-db-and-backend-only", "Only the database, backend and backup job mount the socket volume.",
             socket_only_for_database_and_backend),
     _policy("data-volume-protected", "The database's data volume is protected.", data_volume_protected),
     _policy("ssh-host-key-checking", "The docker provider never disables SSH host key checking.",

@@ -65,4 +65,19 @@ SQL
   log "setup finished"
 fi
 
+# The identity this volume was set up with: a start under another database name or role is refused (the role
+# and database would not exist, and the backends would be rejected). The pre-deploy backup step refuses such a
+# change first while the old container runs; this catches it after a destroy/redeploy. A volume set up before
+# this record existed records its identity on its first start here.
+IDENTITY="$PGDATA/webstack-identity"
+want="database=$WEBSTACK_DB_NAME role=$WEBSTACK_DB_USER"
+if [ -f "$IDENTITY" ]; then
+  have=$(cat "$IDENTITY")
+  [ "$have" = "$want" ] || fail "this data volume holds $have, but the configuration says $want; set \
+webstack:database.name and webstack:database.user back, or move the data to a new stack with \
+'python -m ops restore --stack NEW --from-stack OLD' (README, Backups)"
+else
+  printf '%s\n' "$want" > "$IDENTITY"
+fi
+
 exec postgres -D "$PGDATA" -c config_file="$CONFIG"

@@ -3,8 +3,10 @@ prefix, and the figures each scenario measures, printed even when pytest capture
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from typing import Iterator
 
 import pytest
 
@@ -57,3 +59,16 @@ def container_names(outputs: dict) -> list[str]:
     """Every container the program's `containers` output names."""
     c = outputs["containers"]
     return [c["database"], c["edge"], c["web"], *c["backend"]]
+
+
+@contextlib.contextmanager
+def moto_s3(port: int) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1:port for the length of the block; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -14,9 +14,9 @@ import sys
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.live.engine import PROJECT_DIR, EngineStack
+from tests.live.support import moto_s3
 from tests.live.test_engine import PROGRAM, require_toolchain, second_up_while_the_first_runs
 from tests.live.test_scenarios import free_port
 
@@ -32,13 +32,10 @@ def s3(tmp_path_factory):
     require_toolchain()
     saved = {k: os.environ.get(k) for k in CREDENTIALS}
     os.environ.update(CREDENTIALS)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     try:
-        yield f"http://127.0.0.1:{port}", boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}")
+        with moto_s3(free_port()) as endpoint:
+            yield endpoint, boto3.client("s3", endpoint_url=endpoint)
     finally:
-        server.stop()
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 

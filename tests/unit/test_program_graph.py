@@ -13,7 +13,7 @@ from tests.program import ProgramRun, is_secret, run_program
 
 CONTAINER = "docker:index/container:Container"
 COMPONENTS = ["Database", "Backend", "Web", "Edge", "SocketVolume", "Networks", "Images", "RemoteHost",
-              "Certificates"]
+              "Certificates", "Backups"]
 
 
 def component_types(run: ProgramRun) -> set[str]:
@@ -41,7 +41,7 @@ def test_each_stack_declares_every_component(stack, request):
     run = request.getfixturevalue(stack)
     assert set(COMPONENTS) <= component_types(run)
     assert {"backend", "web", "edge", "database"} <= set(run.containers())
-    assert len(run.of_type("docker:index/remoteImage:RemoteImage")) == 4
+    assert len(run.of_type("docker:index/remoteImage:RemoteImage")) == 5   # backend, web, db, edge, backup
     assert len(run.of_type("docker:index/network:Network")) == 3
 
 
@@ -65,7 +65,8 @@ def test_prod_prepares_the_remote_host_over_ssh(prod):
 
 def test_dev_runs_its_commands_on_the_local_engine(dev):
     assert {r.name for r in dev.of_type("command:local:Command")} == {
-        "edge-switch", gate(dev).name, "images-backend-guard", "images-web-guard", "images-prune"}
+        "edge-switch", gate(dev).name, "images-backend-guard", "images-web-guard", "images-prune",
+        "backups-pre-deploy"}
     assert not dev.of_type("command:remote:Command")
 
 
@@ -120,7 +121,7 @@ def test_socket_volume_refuses_any_other_consumer():
 def network_members(run: ProgramRun, network_name: str) -> set[str]:
     name = run.named(network_name).inputs["name"]
     return {role for role, regs in run.containers().items() for r in regs
-            if name in [n["name"] for n in r.inputs["networksAdvanced"]]}
+            if name in [n["name"] for n in r.inputs.get("networksAdvanced", [])]}
 
 
 def test_data_network_is_internal_and_holds_only_database_and_backend(dev):

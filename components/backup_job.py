@@ -1,0 +1,110 @@
+"""How a backup job runs on the target: names, the `docker run` of a one-off job, its environment and network.
+
+Pure functions of the settings, shared by the program (the pre-deploy backup, the schedule) and the operator
+commands (`python -m ops backup/restore`), so that every job is the same hardened container: the backup image
+as uid 999 (the database's `postgres` role by peer auth over the socket volume), read-only, no capabilities.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from typing import Mapping, Optional, Sequence
+from urllib.parse import urlparse
+
+from . import contract
+from .settings import Settings
+
+BACKUPS_DIR = "/backups"
+VOLUMES_DIR = "/volumes"
+SOURCE_DIR = "/source"
+MEMORY_MB = 512
+PIDS_LIMIT = 256
+
+
+def backups_volume(settings: Settings, stack: Optional[str] = None) -> str:
+    return f"webstack-{stack or settings.stack}-backups"
+
+
+def socket_volume(settings: Settings) -> str:
+    return f"{settings.name_prefix}-pgsocket"
+
+
+def database_container(settings: Settings) -> str:
+    return f"{settings.name_prefix}-db"
+
+
+def is_loopback(endpoint: Optional[str]) -> bool:
+    host = urlparse(endpoint).hostname if endpoint else None
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def network(settings: Settings) -> str:
+    """No network at all without offsite copies. An endpoint on loopback is a server on the target itself
+    (the job shares the host's network to reach it); any other goes through Docker's default bridge."""
+    offsite = settings.database.offsite
+    if offsite is None:
+        return "none"
+    return "host" if is_loopback(offsite.endpoint) else "bridge"
+
+
+def environment(settings: Settings, volumes: Sequence[str] = ()) -> dict[str, str]:
+    """The job's settings (no secret among them): containers/backup/webstack_backup.py reads these."""
+    database = settings.database
+    offsite = database.offsite
+    return {
+        "WEBSTACK_STACK": settings.stack, "WEBSTACK_DB_NAME": database.name, "WEBSTACK_DB_USER": database.user,
+        "WEBSTACK_RELEASE": settings.release, "WEBSTACK_KEEP": str(database.backupsToKeep),
+        "WEBSTACK_SCHEDULE": database.backupSchedule, "WEBSTACK_VOLUMES": " ".join(volumes),
+        "WEBSTACK_OFFSITE": json.dumps({"bucket": offsite.bucket, "prefix": offsite.prefix, "region": offsite.region,
+                                        "endpoint": offsite.endpoint}, sort_keys=True) if offsite else "",
+    }
+
+
+def offsite_credentials(settings: Settings, environ: Mapping[str, str] = os.environ) -> Optional[dict[str, str]]:
+    """S3 credentials for the job: the operator's environment first, then the stack's secrets; None when
+    neither has them (the job then falls back to boto3's own chain, e.g. an instance role)."""
+    if settings.database.offsite is None:
+        return None
+    if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        found = {"accessKeyId": environ["AWS_ACCESS_KEY_ID"], "secretAccessKey": environ["AWS_SECRET_ACCESS_KEY"]}
+        if environ.get("AWS_SESSION_TOKEN"):
+            found["sessionToken"] = environ["AWS_SESSION_TOKEN"]
+        return found
+    offsite = settings.database.offsite
+    if offsite.accessKeyId is not None and offsite.secretAccessKey is not None:
+        return {"accessKeyId": offsite.accessKeyId.get_secret_value(),
+                "secretAccessKey": offsite.secretAccessKey.get_secret_value()}
+    return None
+
+
+def run_args(settings: Settings, image: str, command: Sequence[str], *, volumes: Sequence[str] = (),
+             credentials_on_stdin: bool = False, source_stack: Optional[str] = None) -> list[str]:
+    """`docker run` arguments of a one-off job (`docker` itself excluded). credentials_on_stdin: the job reads
+    its S3 credentials as JSON from stdin (`-i`), so they are in no argument, environment or log.
+    source_stack: another stack's backups volume, mounted read-only at /source (a restore from it)."""
+    args = ["run", "--rm", "--user", f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
+            "--group-add", str(contract.DBSOCK_GID), "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--memory", f"{MEMORY_MB}m",
+            "--memory-swap", f"{MEMORY_MB}m", "--pids-limit", str(PIDS_LIMIT), "--network", network(settings),
+            "--label", f"webstack.stack={settings.stack}", "--label", "webstack.role=backup-job",
+            "--log-driver", "json-file", "--log-opt", "max-size=10m", "--log-opt", "max-file=3",
+            "-v", f"{socket_volume(settings)}:{contract.SOCKET_DIR}",
+            "-v", f"{backups_volume(settings)}:{BACKUPS_DIR}"]
+    for volume in volumes:
+        args += ["-v", f"{volume}:{VOLUMES_DIR}/{volume}:ro"]
+    if source_stack:
+        args += ["-v", f"{backups_volume(settings, source_stack)}:{SOURCE_DIR}:ro"]
+    for key, value in sorted(environment(settings, volumes).items()):
+        args += ["-e", f"{key}={value}"]
+    if credentials_on_stdin:
+        args.append("-i")
+    return [*args, image, *command]

@@ -1,0 +1,92 @@
+"""Backups of the database (and app volumes): a volume on the target, a backup before every update that could
+change the data, and a schedule that runs on the target itself.
+
+The work is done by containers/backup's `webstack-backup` (pg_dump through the socket with peer auth, SHA-256
+manifests, retention, offsite copies); components.backup_job says how a job container runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from . import backup_job, contract, rendering
+from .hardening import hardened, healthcheck
+from .remote_host import Command, RemoteHost
+from .settings import Settings
+from .socket_volume import SocketVolume
+
+
+@dataclass(frozen=True)
+class BackupsArgs:
+    settings: Settings
+    image: docker.RemoteImage
+    image_ref: str            # the image's name:tag, known before it is built (the job's script names it)
+    host: RemoteHost
+    socket: SocketVolume
+    # What makes an update a risk to the data, besides a new database container: the backend generation (its
+    # containers migrate at start) and anything else a component declares (e.g. a release command).
+    triggers: Sequence[pulumi.Input] = ()
+    # Named app volumes included in every backup (mounted read-only into the job).
+    volumes: Sequence[str] = field(default_factory=tuple)
+
+
+class Backups(pulumi.ComponentResource):
+    volume: docker.Volume
+    pre_deploy: Command
+    schedule: Optional[docker.Container] = None
+
+    def __init__(self, name: str, args: BackupsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("webstack:components:Backups", name, None, opts)
+        settings = args.settings
+        self.volume = docker.Volume(
+            f"{name}-volume", name=backup_job.backups_volume(settings),
+            labels=[docker.VolumeLabelArgs(label="webstack.stack", value=settings.stack)],
+            # The backups outlive the stack: `pulumi destroy` leaves them (remove the volume by hand).
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+        credentials = backup_job.offsite_credentials(settings)
+        self.pre_deploy = self._pre_deploy(name, args, credentials)
+        if settings.database.backupSchedule != "off":
+            self.schedule = self._schedule(name, args, credentials)
+        self.register_outputs({"volume": self.volume.name})
+
+    def _pre_deploy(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> Command:
+        settings = args.settings
+        database = settings.database
+
+        image = args.image_ref
+        command = ["dump", "--reason", "pre-deploy"] + (["--credentials-stdin"] if credentials else [])
+        script = rendering.render(
+            "host/backup-pre-deploy.sh.j2", stack=settings.stack, db_container=backup_job.database_container(settings),
+            db_name=database.name, db_user=database.user, backups_volume=backup_job.backups_volume(settings),
+            run_args=backup_job.run_args(settings, image, command, volumes=args.volumes,
+                                         credentials_on_stdin=bool(credentials)))
+
+        stdin = pulumi.Output.secret(json.dumps(credentials)) if credentials else None
+        return args.host.script(
+            f"{name}-pre-deploy", script,
+            triggers=[image, database.name, database.user, *args.triggers], stdin=stdin,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.image, self.volume]))
+
+    def _schedule(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> docker.Container:
+        settings = args.settings
+        envs = [f"{k}={v}" for k, v in sorted(backup_job.environment(settings, args.volumes).items())]
+        if credentials:   # only this container needs them: it uploads from the target on its own
+            envs = pulumi.Output.secret(envs + [f"AWS_ACCESS_KEY_ID={credentials['accessKeyId']}",
+                                                f"AWS_SECRET_ACCESS_KEY={credentials['secretAccessKey']}"])
+        mounts = [args.socket.mount("Backups"),
+                  docker.ContainerMountArgs(type="volume", source=self.volume.name, target=backup_job.BACKUPS_DIR)]
+        mounts += [docker.ContainerMountArgs(type="volume", source=v, target=f"{backup_job.VOLUMES_DIR}/{v}",
+                                             read_only=True) for v in args.volumes]
+        return docker.Container(
+            f"{name}-schedule", name=f"{settings.name_prefix}-backup", image=args.image.name, envs=envs,
+            command=["schedule"], group_adds=[str(contract.DBSOCK_GID)], mounts=mounts,
+            network_mode=backup_job.network(settings),
+            healthcheck=healthcheck(["/usr/local/bin/webstack-backup", "health"]),
+            **hardened(settings, "backup", user=f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
+                       memory_mb=backup_job.MEMORY_MB),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.pre_deploy]))

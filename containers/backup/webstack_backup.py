@@ -1,0 +1,544 @@
+#!/usr/bin/python3
+"""webstack-backup: dumps, verifies, keeps, uploads and restores one stack's database, inside the target.
+
+Runs in the backup image as uid 999, which the database maps to its `postgres` role by peer authentication over
+the socket volume (/var/run/postgresql): no password anywhere. A backup is a directory /backups/<name>/ holding
+database.dump (pg_dump --format=custom), volumes/<volume>.tar for each app volume mounted under /volumes, and
+manifest.json (stack, release, time, sizes, PostgreSQL version, SHA-256 of every file). It is written under a
+`.partial-` name, fsynced, then renamed: a directory with a manifest is a complete backup.
+
+Settings come from the environment (WEBSTACK_STACK, WEBSTACK_DB_NAME, WEBSTACK_DB_USER, WEBSTACK_RELEASE,
+WEBSTACK_KEEP, WEBSTACK_OFFSITE as JSON, WEBSTACK_SCHEDULE, WEBSTACK_VOLUMES); S3 credentials from the
+environment or, with --credentials-stdin, as JSON on stdin (so they appear in no process list and no
+container's configuration). Progress goes to stderr; a command's result is one line `RESULT <json>` on stdout.
+Exit codes: 0 done, 2 refused or failed with a message (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+BACKUPS = Path("/backups")
+VOLUMES = Path("/volumes")
+SOCKET = "/var/run/postgresql"
+HEARTBEAT = Path("/tmp/webstack-backup-heartbeat")
+LAST_RUN = Path("/tmp/webstack-backup-last-run")
+MANIFEST = "manifest.json"
+DUMP = "database.dump"
+SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]{1,40}\Z")
+SCHEDULE = re.compile(r"(?:daily (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)|every (?P<every>[1-9]\d{0,3})(?P<unit>[mh]))\Z")
+CHUNK = 1 << 20
+started = time.monotonic()
+
+
+class Refused(Exception):
+    """A problem the operator can act on: printed as one message, exit code 2."""
+
+
+def log(message: str) -> None:
+    print(f"webstack-backup [{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def result(value: dict) -> None:
+    print("RESULT " + json.dumps(value, sort_keys=True), flush=True)
+
+
+# --- configuration --------------------------------------------------------------------------------------
+
+def env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise Refused(f"environment variable {name} is not set (the job is started by webstack with it)")
+    return value
+
+
+def db_name() -> str:
+    name = env("WEBSTACK_DB_NAME")
+    if not SQL_NAME.fullmatch(name):
+        raise Refused(f"WEBSTACK_DB_NAME={name!r} is not a lower-case SQL identifier")
+    return name
+
+
+def db_user() -> str:
+    user = env("WEBSTACK_DB_USER")
+    if not SQL_NAME.fullmatch(user):
+        raise Refused(f"WEBSTACK_DB_USER={user!r} is not a lower-case SQL identifier")
+    return user
+
+
+def offsite() -> dict | None:
+    raw = os.environ.get("WEBSTACK_OFFSITE", "")
+    return json.loads(raw) if raw.strip() else None
+
+
+def read_credentials_from_stdin() -> None:
+    """{"accessKeyId", "secretAccessKey"[, "sessionToken"]} on stdin: into this process's environment only."""
+    data = json.loads(sys.stdin.read() or "{}")
+    names = {"accessKeyId": "AWS_ACCESS_KEY_ID", "secretAccessKey": "AWS_SECRET_ACCESS_KEY",
+             "sessionToken": "AWS_SESSION_TOKEN"}
+    for key, variable in names.items():
+        if data.get(key):
+            os.environ[variable] = data[key]
+
+
+# --- files ------------------------------------------------------------------------------------------------
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def complete_backups(root: Path | None = None) -> list[Path]:
+    """Complete backups (a manifest exists), oldest first: names start with their UTC time."""
+    root = root or BACKUPS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and BACKUP_NAME.fullmatch(p.name) and (p / MANIFEST).is_file())
+
+
+def manifest_of(backup: Path) -> dict:
+    return json.loads((backup / MANIFEST).read_text())
+
+
+def verify(backup: Path) -> dict:
+    """The manifest, once every file's SHA-256 and size match it; Refused naming the first file that does not."""
+    label = backup.name.removeprefix(".incoming-")
+    if not (backup / MANIFEST).is_file():
+        raise Refused(f"backup {label} has no manifest: it is incomplete and cannot be restored")
+    manifest = manifest_of(backup)
+    for relative, expected in sorted(manifest["files"].items()):
+        path = backup / relative
+        if not path.is_file():
+            raise Refused(f"backup {label} is corrupted: {relative} is missing; nothing was changed. "
+                          "Pick another backup (python -m ops backup --list --stack STACK) and restore it with --name")
+        actual = sha256_of(path)
+        if actual != expected["sha256"] or path.stat().st_size != expected["size"]:
+            raise Refused(f"backup {label} is corrupted: {relative} has SHA-256 {actual[:16]}... "
+                          f"({path.stat().st_size} bytes), the manifest says {expected['sha256'][:16]}... "
+                          f"({expected['size']} bytes); nothing was changed. Pick another backup "
+                          "(python -m ops backup --list --stack STACK) and restore it with --name")
+    return manifest
+
+
+class Lock:
+    """One job at a time writes or prunes /backups (the schedule and an operator's job may meet)."""
+
+    def __enter__(self):
+        self.handle = open(BACKUPS / ".lock", "a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------------
+
+def psql(sql: str, database: str = "postgres") -> str:
+    done = subprocess.run(["psql", "-h", SOCKET, "-U", "postgres", "-d", database, "-X", "-q", "-A", "-t",
+                           "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Refused(f"psql on {database} failed: {done.stderr.strip()[-800:]}")
+    return done.stdout.strip()
+
+
+def run(command: list[str], what: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Refused(f"{what} failed: {done.stderr.strip()[-1500:]}")
+
+
+def server_version() -> str:
+    return psql("SHOW server_version")
+
+
+def database_exists(name: str) -> bool:
+    return psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'") == "1"
+
+
+def table_data_entries(dump: Path) -> list[tuple[str, str]]:
+    """(schema, table) of every TABLE DATA entry in the dump's table of contents (`pg_restore --list`)."""
+    done = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Refused(f"pg_restore --list cannot read {dump.name}: {done.stderr.strip()[-500:]}")
+    tables = []
+    for line in done.stdout.splitlines():
+        if line.startswith(";") or " TABLE DATA " not in line:
+            continue
+        schema, table = line.split(" TABLE DATA ", 1)[1].split()[:2]
+        tables.append((schema, table))
+    return tables
+
+
+def row_counts(database: str, tables: list[tuple[str, str]]) -> dict[str, int]:
+    counts = {}
+    for schema, table in tables:
+        counts[f"{schema}.{table}"] = int(psql(f'SELECT count(*) FROM "{schema}"."{table}"', database))
+    return counts
+
+
+# --- backup -------------------------------------------------------------------------------------------------
+
+def dump(reason: str) -> dict:
+    if not re.fullmatch(r"[a-z0-9-]{1,40}", reason):
+        raise Refused(f"reason {reason!r}: lower-case letters, digits and '-' only")
+    stack, database, user = env("WEBSTACK_STACK"), db_name(), db_user()
+    now = dt.datetime.now(dt.timezone.utc)
+    name = f"{now:%Y%m%dT%H%M%SZ}-{reason}"
+    with Lock():
+        for stale in BACKUPS.glob(".partial-*"):   # left by a job that died: never a complete backup
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = BACKUPS / f".partial-{name}"
+        final = BACKUPS / name
+        if final.exists():
+            raise Refused(f"backup {name} exists already; wait a second and run again")
+        partial.mkdir(mode=0o700)
+        try:
+            version = server_version()
+            log(f"dumping database {database} (PostgreSQL {version}) of stack {stack}")
+            run(["pg_dump", "-h", SOCKET, "-U", "postgres", "-d", database, "--format=custom",
+                 "--file", str(partial / DUMP)], "pg_dump")
+            files = [DUMP]
+            volumes = os.environ.get("WEBSTACK_VOLUMES", "").split()
+            if volumes:
+                (partial / "volumes").mkdir()
+            for volume in volumes:
+                log(f"archiving app volume {volume}")
+                relative = f"volumes/{volume}.tar"
+                with tarfile.open(partial / relative, "w") as tar:
+                    tar.add(VOLUMES / volume, arcname=volume)
+                files.append(relative)
+            entries = {}
+            for relative in files:
+                path = partial / relative
+                fsync_path(path)
+                entries[relative] = {"size": path.stat().st_size, "sha256": sha256_of(path)}
+            manifest = {
+                "format": 1, "name": name, "stack": stack, "reason": reason, "release": env("WEBSTACK_RELEASE", ""),
+                "created": now.isoformat(timespec="seconds"), "database": {"name": database, "user": user},
+                "postgresql": version, "files": entries, "sha256": entries[DUMP]["sha256"],
+                "size": sum(e["size"] for e in entries.values()),
+                "tables": [f"{s}.{t}" for s, t in table_data_entries(partial / DUMP)]}
+            (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            fsync_path(partial / MANIFEST)
+            fsync_path(partial)
+            os.rename(partial, final)
+            fsync_path(BACKUPS)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        log(f"backup {name}: {manifest['size']} bytes, sha256 {manifest['sha256'][:16]}...")
+        removed = prune(int(env("WEBSTACK_KEEP", "7")))
+    uploaded = upload(final) if offsite() else None
+    return {"name": name, "size": manifest["size"], "sha256": manifest["sha256"], "removed": removed,
+            "offsite": uploaded}
+
+
+def prune(keep: int) -> list[str]:
+    """Oldest complete backups beyond `keep` (at least 1: the newest good one always stays)."""
+    backups = complete_backups()
+    doomed = backups[:-max(keep, 1)]
+    for backup in doomed:
+        shutil.rmtree(backup)
+        log(f"removed old backup {backup.name} (backupsToKeep={keep})")
+    return [b.name for b in doomed]
+
+
+# --- offsite ------------------------------------------------------------------------------------------------
+
+def s3_client(config: dict):
+    import boto3   # only the offsite commands need it
+
+    return boto3.client("s3", region_name=config.get("region") or None, endpoint_url=config.get("endpoint") or None)
+
+
+def s3_prefix(config: dict, stack: str) -> str:
+    return "/".join(p for p in (config.get("prefix", "").strip("/"), stack) if p) + "/"
+
+
+def upload(backup: Path) -> dict:
+    """Every file with SSE (AES256) and its SHA-256 in the metadata, read back and hashed, the manifest last."""
+    config = offsite()
+    client = s3_client(config)
+    bucket, prefix = config["bucket"], s3_prefix(config, env("WEBSTACK_STACK"))
+    manifest = manifest_of(backup)
+    for relative in [*sorted(manifest["files"]), MANIFEST]:
+        key = f"{prefix}{backup.name}/{relative}"
+        expected = sha256_of(backup / relative)
+        log(f"uploading {relative} to s3://{bucket}/{key}")
+        client.upload_file(str(backup / relative), bucket, key,
+                           ExtraArgs={"ServerSideEncryption": "AES256", "Metadata": {"sha256": expected}})
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head.get("ServerSideEncryption") != "AES256":
+            raise Refused(f"s3://{bucket}/{key} is not encrypted at rest (ServerSideEncryption "
+                          f"{head.get('ServerSideEncryption')!r}); check the bucket's policy")
+        digest = hashlib.sha256()
+        for block in client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(CHUNK):
+            digest.update(block)
+        if digest.hexdigest() != expected or head["Metadata"].get("sha256") != expected:
+            raise Refused(f"s3://{bucket}/{key} read back with SHA-256 {digest.hexdigest()[:16]}..., "
+                          f"expected {expected[:16]}...: the upload is not trusted; run the backup again")
+    removed = prune_offsite(client, bucket, prefix, int(env("WEBSTACK_KEEP", "7")))
+    log(f"offsite copy verified: s3://{bucket}/{prefix}{backup.name}/")
+    return {"bucket": bucket, "prefix": f"{prefix}{backup.name}/", "removed": removed}
+
+
+def offsite_backups(client, bucket: str, prefix: str) -> list[str]:
+    """Complete offsite backups (their manifest was uploaded last), oldest first."""
+    names = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            name, _, rest = item["Key"][len(prefix):].partition("/")
+            if rest == MANIFEST and BACKUP_NAME.fullmatch(name):
+                names.add(name)
+    return sorted(names)
+
+
+def prune_offsite(client, bucket: str, prefix: str, keep: int) -> list[str]:
+    doomed = offsite_backups(client, bucket, prefix)[:-max(keep, 1)]
+    for name in doomed:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{name}/"):
+            objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objects:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+        log(f"removed old offsite backup {name}")
+    return doomed
+
+
+def fetch(name: str | None, stack: str) -> Path:
+    """Downloads an offsite backup (default the newest) into /backups; returns its directory (not yet verified)."""
+    config = offsite()
+    if not config:
+        raise Refused("--from-s3 needs webstack:database.offsite (bucket, region, endpoint) on this stack")
+    client = s3_client(config)
+    bucket, prefix = config["bucket"], s3_prefix(config, stack)
+    names = offsite_backups(client, bucket, prefix)
+    if not names:
+        raise Refused(f"no backups in s3://{bucket}/{prefix}")
+    name = name or names[-1]
+    if name not in names:
+        raise Refused(f"no backup {name} in s3://{bucket}/{prefix} (there: {', '.join(names[-5:])})")
+    incoming = BACKUPS / f".incoming-{name}"
+    shutil.rmtree(incoming, ignore_errors=True)
+    manifest_key = f"{prefix}{name}/{MANIFEST}"
+    manifest = json.loads(client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    for relative in [*sorted(manifest["files"]), MANIFEST]:
+        path = incoming / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log(f"downloading s3://{bucket}/{prefix}{name}/{relative}")
+        client.download_file(bucket, f"{prefix}{name}/{relative}", str(path))
+    return incoming
+
+
+# --- restore ------------------------------------------------------------------------------------------------
+
+def choose(root: Path, name: str | None) -> Path:
+    backups = complete_backups(root)
+    if not backups:
+        raise Refused("there is no backup to restore yet: take one with python -m ops backup --stack STACK")
+    if name is None:
+        return backups[-1]
+    found = next((b for b in backups if b.name == name), None)
+    if found is None:
+        raise Refused(f"no backup named {name!r}; the newest are: {', '.join(b.name for b in backups[-5:])}")
+    return found
+
+
+def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack: str, verify_only: bool) -> dict:
+    """Verify, restore into a fresh database, check it; verify_only drops it again. Changes nothing else."""
+    database, user = db_name(), db_user()
+    backup = fetch(name, source_stack) if from_s3 else choose(source, name)
+    log(f"verifying the checksums of backup {backup.name.removeprefix('.incoming-')}")
+    try:
+        manifest = verify(backup)
+    except Refused:
+        if from_s3:   # a download that failed verification is not kept
+            shutil.rmtree(backup, ignore_errors=True)
+        raise
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
+    scratch = f"{database[:36]}_restore_{stamp}"
+    dump_file = backup / DUMP
+    tables = table_data_entries(dump_file)
+    log(f"backup {manifest['name']} is intact ({manifest['size']} bytes, {len(tables)} tables); "
+        f"restoring into a fresh database {scratch}")
+    psql(f'CREATE DATABASE "{scratch}" OWNER "{user}"')
+    try:
+        # Objects end up owned by the stack's role (--no-owner --role), whatever role owned them in the dump.
+        run(["pg_restore", "-h", SOCKET, "-U", "postgres", "-d", scratch, "--no-owner", "--no-acl",
+             f"--role={user}", "--exit-on-error", "--jobs=2", str(dump_file)], "pg_restore")
+        counts = row_counts(scratch, tables)
+    except BaseException:
+        psql(f'DROP DATABASE IF EXISTS "{scratch}"')
+        raise
+    for table, count in sorted(counts.items()):
+        log(f"  {table}: {count} rows")
+    if from_s3:   # keep the downloaded backup beside the local ones: it is verified now
+        final = BACKUPS / manifest["name"]
+        if not final.exists():
+            os.rename(backup, final)
+        else:
+            shutil.rmtree(backup)
+    if verify_only:
+        psql(f'DROP DATABASE "{scratch}"')
+        log(f"verify mode: the scratch database {scratch} was checked and dropped; nothing else changed")
+    return {"backup": manifest["name"], "scratch": scratch, "tables": counts, "verifyOnly": verify_only,
+            "size": manifest["size"]}
+
+
+def switch(scratch: str) -> dict:
+    """Makes `scratch` the stack's database; the current one is kept as <name>_pre_restore_<time>.
+
+    The backends are stopped by the caller; sessions still open on either database are ended first."""
+    database = db_name()
+    if not re.fullmatch(rf"{re.escape(database[:36])}_restore_(\d{{14}})", scratch):
+        raise Refused(f"{scratch!r} is not a restore database of {database}")
+    stamp = scratch.rsplit("_", 1)[1]
+    previous = f"{database[:36]}_pre_restore_{stamp}"
+    if not database_exists(scratch):
+        raise Refused(f"database {scratch} does not exist")
+    had_current = database_exists(database)
+    for attempt in range(1, 6):
+        try:
+            psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 f"WHERE datname IN ('{database}', '{scratch}') AND pid <> pg_backend_pid()")
+            statements = ([f'ALTER DATABASE "{database}" RENAME TO "{previous}"'] if had_current else []) + \
+                         [f'ALTER DATABASE "{scratch}" RENAME TO "{database}"']
+            psql("; ".join(statements))
+            break
+        except Refused:
+            if attempt == 5:
+                raise
+            time.sleep(1)
+    log(f"{database} is now the restored data" + (f"; the previous data is kept as {previous}" if had_current else ""))
+    return {"database": database, "previous": previous if had_current else None}
+
+
+# --- schedule -----------------------------------------------------------------------------------------------
+
+def next_run(schedule: str, now: dt.datetime) -> dt.datetime:
+    match = SCHEDULE.fullmatch(schedule)
+    if not match:
+        raise Refused(f"schedule {schedule!r}: expected 'daily HH:MM' (UTC) or 'every N' + m|h")
+    if match["every"]:
+        step = dt.timedelta(minutes=int(match["every"]) * (60 if match["unit"] == "h" else 1))
+        return now + step
+    at = now.replace(hour=int(match["hour"]), minute=int(match["minute"]), second=0, microsecond=0)
+    return at if at > now else at + dt.timedelta(days=1)
+
+
+def beat(status: str | None = None) -> None:
+    HEARTBEAT.write_text(str(time.time()))
+    if status is not None:
+        LAST_RUN.write_text(status)
+
+
+def schedule() -> None:
+    plan = env("WEBSTACK_SCHEDULE")
+    beat("waiting")
+    while True:
+        due = next_run(plan, dt.datetime.now(dt.timezone.utc))
+        log(f"next scheduled backup at {due:%Y-%m-%d %H:%M:%S} UTC ({plan})")
+        while dt.datetime.now(dt.timezone.utc) < due:
+            beat()
+            time.sleep(min(15.0, max(0.5, (due - dt.datetime.now(dt.timezone.utc)).total_seconds())))
+        try:
+            outcome = dump("scheduled")
+            beat("ok " + outcome["name"])
+        except Exception as exc:   # noqa: BLE001 - the loop must survive one failed run, and say why
+            log(f"error: the scheduled backup failed: {exc}")
+            beat(f"failed {exc}")
+
+
+def health() -> None:
+    age = time.time() - float(HEARTBEAT.read_text())
+    if age > 60:
+        raise Refused(f"the schedule loop has not reported for {age:.0f}s")
+    status = LAST_RUN.read_text()
+    if status.startswith("failed"):
+        raise Refused(f"the last scheduled backup {status}")
+
+
+# --- entry point --------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="webstack-backup")
+    sub = parser.add_subparsers(dest="command", required=True)
+    # Every command accepts the credentials on stdin: callers pass them whenever the stack has offsite set.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--credentials-stdin", action="store_true")
+    d = sub.add_parser("dump", parents=[common])
+    d.add_argument("--reason", default="manual")
+    ls = sub.add_parser("list", parents=[common])
+    ls.add_argument("--offsite", action="store_true")
+    r = sub.add_parser("restore-prepare", parents=[common])
+    r.add_argument("--name")
+    r.add_argument("--from-s3", action="store_true")
+    r.add_argument("--source", default=str(BACKUPS), help="another stack's backups, mounted read-only")
+    r.add_argument("--source-stack", help="the stack whose offsite backups --from-s3 reads (default: this one)")
+    r.add_argument("--verify-only", action="store_true")
+    s = sub.add_parser("switch", parents=[common])
+    s.add_argument("--scratch", required=True)
+    sub.add_parser("schedule")
+    sub.add_parser("health")
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "credentials_stdin", False):
+            read_credentials_from_stdin()
+        if args.command == "dump":
+            result(dump(args.reason))
+        elif args.command == "list":
+            if args.offsite:
+                config = offsite()
+                if not config:
+                    raise Refused("this stack has no webstack:database.offsite")
+                client = s3_client(config)
+                prefix = s3_prefix(config, env("WEBSTACK_STACK"))
+                result({"offsite": [json.loads(client.get_object(Bucket=config["bucket"], Key=f"{prefix}{n}/{MANIFEST}")
+                                               ["Body"].read()) for n in offsite_backups(client, config["bucket"], prefix)]})
+            else:
+                result({"backups": [manifest_of(b) for b in complete_backups()]})
+        elif args.command == "restore-prepare":
+            result(restore_prepare(args.name, args.from_s3, Path(args.source),
+                                   args.source_stack or env("WEBSTACK_STACK"), args.verify_only))
+        elif args.command == "switch":
+            result(switch(args.scratch))
+        elif args.command == "schedule":
+            schedule()
+        elif args.command == "health":
+            health()
+        return 0
+    except Refused as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except Exception as exc:   # noqa: BLE001 - S3 and OS errors: one line, not a traceback in the deploy log
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""`python -m ops backup --stack NAME [--list [--offsite]]`: back up the stack's database now, or list backups.
+
+The work runs on the target in a one-off backup job (components.backup_job: pg_dump through the socket with
+peer auth, SHA-256 manifest, retention, the offsite copy when webstack:database.offsite is set); its progress is
+shown as it goes. `job` is shared with `python -m ops restore`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from typing import Optional, Sequence
+
+from pulumi import automation as auto
+
+from components import backup_job
+from components.settings import Settings
+from ops import stack as stacks
+from ops.errors import OpsError
+from ops.target import Target, settings_of
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("backup", help="back up the database now (or --list the backups)")
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--list", action="store_true", help="list the backups on the target and exit")
+    parser.add_argument("--offsite", action="store_true", help="with --list: the backups in the S3 bucket")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+
+
+def backups_output(stack: auto.Stack) -> dict:
+    """The program's `backups` output: the job image, the backups volume, the app volumes."""
+    outputs = stack.outputs()
+    if "backups" not in outputs:
+        raise OpsError(f"stack {stack.name} has no backups yet: deploy it first (pulumi up --stack {stack.name})")
+    return outputs["backups"].value
+
+
+def job(target: Target, backups: dict, command: Sequence[str], *, source_stack: Optional[str] = None,
+        timeout: float = 3600) -> dict:
+    """Runs `webstack-backup COMMAND` on the target; its progress passes through to stderr; returns its RESULT."""
+    settings: Settings = target.settings
+    credentials = backup_job.offsite_credentials(settings)
+    args = backup_job.run_args(settings, backups["image"],
+                               [*command, *(["--credentials-stdin"] if credentials else [])],
+                               volumes=backups.get("appVolumes", []), credentials_on_stdin=bool(credentials),
+                               source_stack=source_stack)
+    process = subprocess.Popen(target.command(args), stdin=subprocess.PIPE if credentials else subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = process.communicate(json.dumps(credentials) if credentials else None, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise OpsError(f"the backup job did not finish within {timeout:.0f}s") from None
+    results = [line[len("RESULT "):] for line in out.splitlines() if line.startswith("RESULT ")]
+    if process.returncode != 0 or not results:
+        raise OpsError(f"the backup job on the target failed (exit code {process.returncode}); its message is above")
+    return json.loads(results[-1])
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = stacks.select(args.stack)
+    target = Target(settings_of(stack))
+    backups = backups_output(stack)
+    if args.list:
+        if args.offsite and target.settings.database.offsite is None:
+            raise OpsError("webstack:database.offsite is not set on this stack: there are no offsite backups")
+        found = job(target, backups, ["list", *(["--offsite"] if args.offsite else [])])
+        rows = found["offsite" if args.offsite else "backups"]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        where = "offsite" if args.offsite else f"on the target (volume {backups['volume']})"
+        print(f"{len(rows)} backup(s) of stack {args.stack} {where}, oldest first:")
+        for m in rows:
+            print(f"  {m['name']:<34} {m['reason']:<11} release {m['release'] or '-':<12} "
+                  f"{megabytes(m['size']):>10}  sha256 {m['sha256'][:12]}  PostgreSQL {m['postgresql']}")
+        return 0
+    started = time.monotonic()
+    print(f"backing up stack {args.stack} (database {target.settings.database.name}) on its "
+          f"{target.settings.target.kind} target", flush=True)
+    done = job(target, backups, ["dump", "--reason", "manual"])
+    if args.json:
+        print(json.dumps(done, indent=2))
+        return 0
+    print(f"backup {done['name']}: {megabytes(done['size'])}, sha256 {done['sha256']}, "
+          f"{time.monotonic() - started:.1f}s" + (f"; removed {', '.join(done['removed'])}" if done["removed"] else ""))
+    if done.get("offsite"):
+        print(f"offsite copy verified: s3://{done['offsite']['bucket']}/{done['offsite']['prefix']}")
+    return 0

@@ -1,0 +1,115 @@
+"""`python -m ops restore --stack NAME [--name BACKUP | --latest] [--from-s3] [--from-stack OTHER] [--verify]`
+
+Restores a backup: its checksums are verified first (a corrupted backup is refused before anything changes),
+it is restored into a fresh database and checked (`pg_restore --list`, a row count per table), then the
+backends are stopped (drained: gunicorn finishes the requests it has), the fresh database takes the stack's
+database name, the previous one is kept as <name>_pre_restore_<time>, and the backends start again.
+--verify is a restore drill: the fresh database is checked and dropped; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ops import stack as stacks
+from ops.backup import backups_output, job
+from ops.errors import OpsError
+from ops.target import Target, settings_of
+
+HEALTHY_WITHIN_SECONDS = 120
+# Run in the edge: reload nginx and wait (at most 10 s) until every worker is a new one. A restarted backend may
+# get a new address on the app network, and nginx resolves upstream names when it loads its configuration.
+# /proc because the edge has no procps (containers/edge/apply.sh waits the same way).
+EDGE_RELOAD = r"""
+workers() { master=$(cat /tmp/nginx.pid); for p in /proc/[0-9]*; do
+  [ "$(cut -d' ' -f4 "$p/stat" 2>/dev/null)" = "$master" ] || continue
+  [ "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" = "nginx: worker process " ] && echo "${p#/proc/}"; done; return 0; }
+old=" $(workers | tr '\n' ' ') "
+nginx -s reload || exit 1
+i=0
+while [ $i -lt 100 ]; do
+  now=$(workers); fresh=yes
+  for p in $now; do case "$old" in *" $p "*) fresh=no ;; esac; done
+  [ -n "$now" ] && [ $fresh = yes ] && exit 0
+  i=$((i + 1)); sleep 0.1
+done
+exit 1
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("restore", help="restore a backup (checksum verified, then switched with the backends "
+                                            "stopped), or --verify it into a scratch database")
+    parser.add_argument("--stack", required=True)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--name", help="the backup's name, as `python -m ops backup --list` shows it")
+    which.add_argument("--latest", action="store_true", help="the newest backup (the default)")
+    parser.add_argument("--from-s3", action="store_true", help="take the backup from webstack:database.offsite")
+    parser.add_argument("--from-stack", metavar="OTHER",
+                        help="take another stack's backup (its backups volume on the same target, or with "
+                             "--from-s3 its offsite prefix): how data moves to a new stack")
+    parser.add_argument("--verify", action="store_true",
+                        help="restore drill: restore into a scratch database, check it, drop it; change nothing")
+    parser.set_defaults(func=run)
+
+
+def running_backends(target: Target) -> list[str]:
+    return sorted(c["Name"].lstrip("/") for c in target.containers()
+                  if (c["Config"]["Labels"] or {}).get("webstack.role") == "backend" and c["State"]["Running"])
+
+
+def wait_healthy(target: Target, names: list[str]) -> None:
+    deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
+    while True:
+        states = target.docker("inspect", "-f", "{{.State.Health.Status}}", *names).split()
+        if all(state == "healthy" for state in states):
+            return
+        if time.monotonic() > deadline:
+            raise OpsError(f"the backends are not healthy {HEALTHY_WITHIN_SECONDS}s after the restore "
+                           f"({dict(zip(names, states))}): see python -m ops logs backend")
+        time.sleep(1)
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = stacks.select(args.stack)
+    target = Target(settings_of(stack))
+    backups = backups_output(stack)
+    database = target.settings.database.name
+    command = ["restore-prepare", *(["--name", args.name] if args.name else [])]
+    if args.from_s3:
+        command += ["--from-s3", *(["--source-stack", args.from_stack] if args.from_stack else [])]
+    elif args.from_stack:
+        command += ["--source", "/source"]
+    if args.verify:
+        command.append("--verify-only")
+    started = time.monotonic()
+    source = f" of stack {args.from_stack}" if args.from_stack else ""
+    print(f"restoring {'backup ' + args.name if args.name else 'the latest backup'}{source}"
+          f"{' from S3' if args.from_s3 else ''} into stack {args.stack} ({'verify mode' if args.verify else 'database ' + database})",
+          flush=True)
+    prepared = job(target, backups, command, source_stack=args.from_stack if not args.from_s3 else None)
+    rows = sum(prepared["tables"].values())
+    print(f"backup {prepared['backup']} verified and restored into {prepared['scratch']}: "
+          f"{len(prepared['tables'])} tables, {rows} rows, {time.monotonic() - started:.1f}s", flush=True)
+    if args.verify:
+        print("verify mode: the scratch database was dropped; the stack's data is unchanged")
+        return 0
+    backends = running_backends(target)
+    print(f"stopping the backends ({', '.join(backends) or 'none running'}) to switch databases", flush=True)
+    if backends:
+        target.docker("stop", "-t", "30", *backends, timeout=120)
+    try:
+        switched = job(target, backups, ["switch", "--scratch", prepared["scratch"]])
+    finally:
+        if backends:
+            target.docker("start", *backends)
+            wait_healthy(target, backends)
+            edge = f"{target.settings.name_prefix}-edge"
+            target.docker("exec", edge, "sh", "-c", EDGE_RELOAD)
+            print("backends started and healthy; the edge reloaded (it resolves their addresses again)", flush=True)
+    print(f"restored backup {prepared['backup']} into database {database} in {time.monotonic() - started:.1f}s")
+    if switched.get("previous"):
+        print(f"the previous data is kept as database {switched['previous']}; once you no longer need it: "
+              f"docker exec {target.settings.name_prefix}-db dropdb -h /var/run/postgresql {switched['previous']}")
+    return 0

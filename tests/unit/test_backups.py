@@ -1,0 +1,247 @@
+"""Backups: settings validation, the job's container and script, the program's ordering, and the job's own logic
+(containers/backup/webstack_backup.py: schedules, checksum verification, retention) on plain files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import subprocess
+
+import pytest
+
+from components import backup_job, rendering
+from components.settings_loader import ConfigError, load_settings
+from tests.program import is_secret, run_program
+from tests.stack_config import PROJECT_DIR
+
+OFFSITE = {"bucket": "acme-backups", "endpoint": "http://127.0.0.1:9000", "region": "eu-central-1"}
+KEYS = {"accessKeyId": "AKIDEXAMPLE", "secretAccessKey": "wJalrXUtnFEMI-example"}
+
+
+def settings(database: dict | None = None, secret: bool = False):
+    values = {"release": "r7", **({"database": database} if database is not None else {})}
+    return load_settings(values, {"database"} if secret else set(), "dev", PROJECT_DIR)
+
+
+def problems(database: dict, secret: bool = False) -> str:
+    with pytest.raises(ConfigError) as raised:
+        settings(database, secret)
+    return str(raised.value)
+
+
+# --- settings ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule", ["daily 03:15", "daily 23:59", "every 30m", "every 6h", "off", "daily  00:00"])
+def test_valid_schedules(schedule):
+    assert settings({"backupSchedule": schedule}).database.backupSchedule == " ".join(schedule.split())
+
+
+@pytest.mark.parametrize("schedule", ["daily 24:00", "daily 3:15", "every 0m", "every 5s", "15 3 * * *", "hourly",
+                                      "daily 03:15 extra"])
+def test_invalid_schedules_name_the_key_and_the_forms(schedule):
+    message = problems({"backupSchedule": schedule})
+    assert "webstack:database.backupSchedule" in message and "'daily HH:MM'" in message
+
+
+def test_offsite_fields_are_validated_with_their_key_paths():
+    message = problems({"offsite": {"bucket": "Bad_Bucket", "endpoint": "ftp://x", "region": "mars"}})
+    assert "webstack:database.offsite.bucket: 'Bad_Bucket' is not an S3 bucket name" in message
+    assert "webstack:database.offsite.endpoint:" in message and "webstack:database.offsite.region:" in message
+    assert "webstack:database.offsite: " not in message
+
+
+def test_offsite_bucket_is_required():
+    assert "webstack:database.offsite.bucket: is required" in problems({"offsite": {"region": "us-east-1"}})
+
+
+def test_offsite_credentials_in_plain_config_are_refused_without_echoing_them():
+    message = problems({"offsite": {**OFFSITE, **KEYS}})
+    assert "webstack:database.offsite.accessKeyId: is stored in plain text; it must be a secret" in message
+    assert "webstack:database.offsite.secretAccessKey: is stored in plain text" in message
+    assert KEYS["secretAccessKey"] not in message and KEYS["accessKeyId"] not in message
+
+
+def test_offsite_credentials_as_secrets_are_accepted_and_need_each_other():
+    offsite = settings({"offsite": {**OFFSITE, **KEYS}}, secret=True).database.offsite
+    assert offsite.secretAccessKey.get_secret_value() == KEYS["secretAccessKey"]
+    message = problems({"offsite": {**OFFSITE, "accessKeyId": "AKID"}}, secret=True)
+    assert "webstack:database.offsite.secretAccessKey: is required with the other key" in message
+    assert "AKID" not in message
+
+
+# --- the job ------------------------------------------------------------------------------------------------
+
+def test_the_job_needs_no_network_without_offsite_and_the_hosts_for_a_loopback_endpoint():
+    assert backup_job.network(settings()) == "none"
+    assert backup_job.network(settings({"offsite": OFFSITE})) == "host"
+    assert backup_job.network(settings({"offsite": {**OFFSITE, "endpoint": "https://s3.example.com"}})) == "bridge"
+    assert backup_job.network(settings({"offsite": {"bucket": "b-1"}})) == "bridge"   # AWS itself
+
+
+def test_the_job_container_is_hardened_and_carries_no_secret():
+    s = settings({"offsite": {**OFFSITE, **KEYS}}, secret=True)
+    args = backup_job.run_args(s, "img:1", ["dump"], volumes=["uploads"], credentials_on_stdin=True)
+    text = " ".join(args)
+    for flag in ("--read-only", "--cap-drop ALL", "--security-opt no-new-privileges:true", "--user 999:999",
+                 "--group-add 1500", "--pids-limit 256", "--memory 512m", "-v uploads:/volumes/uploads:ro",
+                 "-v webstack-dev-pgsocket:/var/run/postgresql", "-v webstack-dev-backups:/backups", "-i img:1 dump"):
+        assert flag in text, flag
+    assert KEYS["secretAccessKey"] not in text and KEYS["accessKeyId"] not in text
+    assert "WEBSTACK_VOLUMES=uploads" in args
+
+
+def test_credentials_come_from_the_environment_first_then_the_stack_secrets():
+    s = settings({"offsite": {**OFFSITE, **KEYS}}, secret=True)
+    assert backup_job.offsite_credentials(s, {}) == KEYS
+    env = {"AWS_ACCESS_KEY_ID": "env-id", "AWS_SECRET_ACCESS_KEY": "env-secret"}
+    assert backup_job.offsite_credentials(s, env) == {"accessKeyId": "env-id", "secretAccessKey": "env-secret"}
+    assert backup_job.offsite_credentials(settings(), env) is None
+
+
+def pre_deploy_script(s) -> str:
+    run = backup_job.run_args(s, "webstack-dev-backup:abc", ["dump", "--reason", "pre-deploy"])
+    return rendering.render("host/backup-pre-deploy.sh.j2", stack=s.stack, db_container="webstack-dev-db",
+                            db_name=s.database.name, db_user=s.database.user, backups_volume="webstack-dev-backups",
+                            run_args=run)
+
+
+def test_the_pre_deploy_script_is_valid_sh_and_guards_the_identity(tmp_path):
+    script = pre_deploy_script(settings({"name": "shop"}))
+    path = tmp_path / "pre-deploy.sh"
+    path.write_text(script)
+    assert subprocess.run(["sh", "-n", str(path)], capture_output=True).returncode == 0
+    assert "[ \"$old_name\" != shop ]" in script
+    assert "docker run --rm --user 999:999" in script
+
+
+def fake_docker(tmp_path, env: str, running: str = "true"):
+    """A `docker` on PATH that answers inspect like a target with a running database, and records a run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        "#!/bin/sh\ncase \"$1 $2\" in\n"
+        f"  \"inspect -f\") case \"$3\" in *Running*) echo {running};; *) printf '{env}';; esac;;\n"
+        f"  run*) echo ran >> {tmp_path}/runs;;\nesac\n")
+    (bin_dir / "docker").chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def test_the_pre_deploy_script_refuses_a_renamed_database_before_any_backup(tmp_path):
+    environment = fake_docker(tmp_path, r"WEBSTACK_DB_NAME=appdb\nWEBSTACK_DB_USER=app\n")
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings({"name": "shop"}))], env=environment,
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "holds data as database 'appdb', role 'app'" in done.stderr
+    assert "pulumi config set --path webstack:database.name appdb" in done.stderr
+    assert not (tmp_path / "runs").exists()
+    same = subprocess.run(["sh", "-c", pre_deploy_script(settings())], env=environment, capture_output=True, text=True)
+    assert same.returncode == 0 and (tmp_path / "runs").read_text() == "ran\n", same.stderr
+
+
+# --- the program ----------------------------------------------------------------------------------------------
+
+def test_the_database_and_so_the_backends_start_only_after_the_pre_deploy_backup(dev):
+    backup = dev.named("backups-pre-deploy")
+    assert backup.urn in dev.named("database-postgres").dependencies
+    assert "webstack-dev-backup:" in backup.inputs["create"]
+    assert dev.outputs["backups"]["volume"] == "webstack-dev-backups"
+    volume = dev.named("backups-volume")
+    assert volume.retain_on_delete and not volume.protect
+
+
+def test_the_schedule_container_is_hardened_on_no_network_without_offsite(dev):
+    schedule = dev.named("backups-schedule")
+    inputs = schedule.inputs
+    assert inputs["readOnly"] is True and inputs["user"] == "999:999" and inputs["networkMode"] == "none"
+    assert inputs["capabilities"]["drops"] == ["ALL"] and inputs["healthcheck"]["tests"][1:] == [
+        "/usr/local/bin/webstack-backup", "health"]
+    assert "WEBSTACK_SCHEDULE=daily 03:15" in inputs["envs"]
+    assert "no-new-privileges:true" in inputs["securityOpts"] and inputs["memory"] == inputs["memorySwap"] > 0
+    assert inputs["restart"] == "unless-stopped" and inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
+    assert "docker.sock" not in str(inputs["mounts"])
+
+
+def test_the_policy_pack_passes_the_declared_schedule_container(dev):
+    from tests.unit.test_policy import rules, violations
+
+    schedule = dev.named("backups-schedule").inputs
+    assert violations(rules.CONTAINER, schedule) == []
+    as_web = {**schedule, "labels": [{"label": "webstack.role", "value": "web"}]}
+    assert [v for v in violations(rules.CONTAINER, as_web) if v.startswith("socket-volume")], as_web
+
+
+def test_offsite_secrets_reach_only_the_jobs_stdin_and_the_schedule_env_as_secrets():
+    run = run_program("dev", secret_overrides={"webstack:database": {"offsite": {**OFFSITE, **KEYS}}})
+    backup, schedule = run.named("backups-pre-deploy"), run.named("backups-schedule")
+    assert is_secret(backup.secret_inputs["stdin"]) and is_secret(schedule.secret_inputs["envs"])
+    assert KEYS["secretAccessKey"] not in backup.inputs["create"]
+    assert schedule.inputs["networkMode"] == "host"
+
+
+def test_no_schedule_container_when_the_schedule_is_off():
+    run = run_program("dev", overrides={"webstack:database": {"backupSchedule": "off"}})
+    assert not [r for r in run.resources if r.name == "backups-schedule"]
+
+
+# --- the job's own logic (containers/backup/webstack_backup.py) ----------------------------------------------
+
+@pytest.fixture
+def tool(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("webstack_backup", PROJECT_DIR / "containers/backup/webstack_backup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "BACKUPS", tmp_path)
+    return module
+
+
+def make_backup(tool, name: str, content: bytes = b"PGDMP dump") -> None:
+    directory = tool.BACKUPS / name
+    directory.mkdir()
+    (directory / "database.dump").write_bytes(content)
+    entry = {"size": len(content), "sha256": tool.sha256_of(directory / "database.dump")}
+    (directory / "manifest.json").write_text(json.dumps({"name": name, "files": {"database.dump": entry},
+                                                        "size": len(content), "sha256": entry["sha256"]}))
+
+
+def test_the_schedule_forms_give_the_next_run_in_utc(tool):
+    now = dt.datetime(2026, 1, 2, 10, 0, 30, tzinfo=dt.timezone.utc)
+    assert tool.next_run("daily 03:15", now) == dt.datetime(2026, 1, 3, 3, 15, tzinfo=dt.timezone.utc)
+    assert tool.next_run("daily 10:05", now) == dt.datetime(2026, 1, 2, 10, 5, tzinfo=dt.timezone.utc)
+    assert tool.next_run("every 30m", now) == now + dt.timedelta(minutes=30)
+    assert tool.next_run("every 2h", now) == now + dt.timedelta(hours=2)
+    with pytest.raises(tool.Refused):
+        tool.next_run("daily 3:15", now)
+
+
+def test_a_changed_byte_is_found_and_named(tool):
+    make_backup(tool, "20260101T000000Z-manual")
+    backup = tool.BACKUPS / "20260101T000000Z-manual"
+    assert tool.verify(backup)["name"] == backup.name
+    (backup / "database.dump").write_bytes(b"PGDMP dumX")
+    with pytest.raises(tool.Refused, match="is corrupted: database.dump has SHA-256 .* nothing was changed"):
+        tool.verify(backup)
+
+
+def test_retention_removes_the_oldest_complete_backups_and_never_the_last(tool):
+    names = [f"2026010{i}T000000Z-scheduled" for i in range(1, 6)]
+    for name in names:
+        make_backup(tool, name)
+    (tool.BACKUPS / ".partial-20260106T000000Z-manual").mkdir()    # incomplete: not counted, not restorable
+    assert tool.prune(3) == names[:2]
+    assert [b.name for b in tool.complete_backups()] == names[2:]
+    assert tool.prune(0) == names[2:4]    # 0 is treated as 1: the newest good backup always stays
+    assert [b.name for b in tool.complete_backups()] == names[4:]
+
+
+@pytest.mark.parametrize("command", [["dump"], ["list"], ["restore-prepare"], ["switch", "--scratch", "x"]])
+def test_every_job_command_takes_the_credentials_on_stdin(tool, command, monkeypatch):
+    """ops passes --credentials-stdin to every job of a stack with offsite: no command may refuse it."""
+    seen = {}
+    monkeypatch.setattr(tool, "read_credentials_from_stdin", lambda: seen.setdefault("read", True))
+    monkeypatch.setattr(tool, "dump", lambda reason: {})
+    monkeypatch.setattr(tool, "complete_backups", lambda: [])
+    monkeypatch.setattr(tool, "restore_prepare", lambda *a: {})
+    monkeypatch.setattr(tool, "switch", lambda scratch: {})
+    monkeypatch.setenv("WEBSTACK_STACK", "s")
+    assert tool.main([*command, "--credentials-stdin"]) == 0 and seen == {"read": True}
