@@ -7,7 +7,8 @@ import datetime as dt
 import json
 
 from components import contract
-from ops import stack as stacks
+from ops import backup, stack as stacks
+from ops.errors import OpsError
 from ops.target import Target, settings_of
 
 ROLE_ORDER = ("edge", "web", "backend", "database")
@@ -56,6 +57,16 @@ def certificate_expiry(target: Target, edge: str) -> str:
     return f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({left.days} days left)"
 
 
+def last_backups(stack, target: Target, count: int = 3) -> list[dict] | str:
+    """The newest backups on the target (newest first), or why there are none to show."""
+    try:
+        rows = backup.job(target, backup.backups_output(stack), ["list"])["backups"]
+    except OpsError as exc:
+        return f"unknown ({exc})"
+    return [{"name": m["name"], "reason": m["reason"], "release": m["release"], "size": m["size"]}
+            for m in reversed(rows[-count:])] or "none yet"
+
+
 def run(args: argparse.Namespace) -> int:
     stack = stacks.select(args.stack)
     target = Target(settings_of(stack))
@@ -63,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
     rows = service_rows(target.containers(), now)
     edge = next((r["container"] for r in rows if r["service"] == "edge"), None)
     expiry = certificate_expiry(target, edge) if edge and target.settings.tls_enabled else "TLS off"
+    backups = last_backups(stack, target) if rows else "-"
     if args.json:
-        print(json.dumps({"stack": args.stack, "services": rows, "certificate": expiry}, indent=2))
+        print(json.dumps({"stack": args.stack, "services": rows, "certificate": expiry, "backups": backups}, indent=2))
         return 0
     print(f"stack {args.stack} on {target.settings.target.kind} target; certificate: {expiry}")
     columns = ("service", "container", "release", "imageId", "state", "health", "uptime", "restarts")
@@ -74,4 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
     if not rows:
         print("(no containers: the stack is not deployed on its target)")
+    elif isinstance(backups, str):
+        print(f"last backups: {backups}")
+    else:
+        print("last backups: " + "; ".join(f"{b['name']} ({b['reason']}, release {b['release'] or '-'}, "
+                                           f"{backup.megabytes(b['size'])})" for b in backups))
     return 0
