@@ -284,3 +284,42 @@ def test_5_without_egress_the_backend_has_no_way_out(stack, outside):
     assert f"{PREFIX}egress" not in stack.networks_of(backend)
     assert docker("network", "ls", "-q", "--filter", f"name=^{PREFIX}egress$").strip() == ""
     assert stack.get("/release-runs") == ["r1", "r2", "r5"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, request):
+    """The reference images (Python backend, static frontend under /api's prefix) under the same gate."""
+    require_docker()
+    require_toolchain()
+    live = LiveStack(tmp_path_factory.mktemp("appref"), stack="appref")
+    remove_by_prefix("webstack-appref-")
+    yield live
+    try:
+        if live.engine.export().get("resources"):
+            live.engine.cli("state", "unprotect", live.urn("database-data"), "--yes")
+            live.engine.destroy()
+    finally:
+        remove_by_prefix("webstack-appref-")
+        show_figures(request, "own app (reference images)", live.figures)
+
+
+def test_6_the_reference_images_pass_the_gate_from_the_edge_and_a_wrong_health_path_fails_fast(reference):
+    from components.hardening import START_PERIOD_SECONDS
+
+    result = reference.up(**{"webstack:release": "r1"})
+    reference.figures["cold deploy (reference images)"] = f"{result.seconds:.1f}s"
+    reference.write_note("behind the gate that probes from the edge")
+    assert "behind the gate that probes from the edge" in reference.notes()
+    loads = reference.load()
+    with pytest.raises(EngineFailed) as failed:
+        reference.up(**{"webstack:release": "r2", "webstack:backend.healthPath": "/no-such-path"})
+    load = stop_all(loads)
+    message = failed.value.message
+    gate_seconds = int(message.split("(failed after ")[1].split(" s)")[0])
+    reference.figures["never-healthy release (reference images)"] = \
+        f"gate failed after {gate_seconds}s; {load.total} requests, {load.failed} failed"
+    assert "turned unhealthy" in message and "/no-such-path from the edge: curl: (22)" in message, message
+    assert "--- last 50 log lines of" in message
+    assert gate_seconds <= START_PERIOD_SECONDS + 10, message
+    assert load.failed == 0, load.detail
+    assert not [c for c in reference.containers("backend") if "-r2-" in c]
