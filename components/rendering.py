@@ -99,6 +99,7 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
     """The edge's nginx site for one release: upstreams are the release's container names."""
     if not backend_servers or (settings.frontend.enabled and not web_servers):
         raise ValueError("the edge needs at least one backend server, and one web server with a frontend")
+    web_servers = web_servers if settings.frontend.enabled else []   # a backend-only app: no web route at all
     tls = settings.tls_enabled
     return render(
         "edge/site.conf.j2", stack=settings.stack, release=settings.release, domain=settings.domain,
