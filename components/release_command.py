@@ -26,6 +26,8 @@ from .settings import Settings
 from .socket_volume import SocketVolume
 
 LOG_LINES = 50
+# The CLI has --pids-limit (the provider does not, see hardening.NPROC_LIMIT): a per-container cap.
+PIDS_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class ReleaseCommand(pulumi.ComponentResource):
             container=f"{settings.name_prefix}-release-{args.generation}", image=v["image"],
             networks=v["networks"], mounts=[socket, *args.volumes.mount_flags()],
             user=f"{contract.BACKEND_UID}:{contract.BACKEND_UID}", group=str(contract.DBSOCK_GID),
-            memory_mb=settings.backend.memoryMb, nproc=NPROC_LIMIT, stack=settings.stack,
+            memory_mb=settings.backend.memoryMb, nproc=NPROC_LIMIT, pids=PIDS_LIMIT, stack=settings.stack,
             release=settings.release, log_lines=LOG_LINES))
         # The environment is part of the script (a secret Output), not its stdin: see release-command-env.sh.j2.
         script = pulumi.Output.all(body=body, env=args.secrets.environment()).apply(lambda v: rendering.render(
