@@ -194,3 +194,14 @@ def test_the_reference_stack_declares_none_of_it(dev):
     assert not [r for r in dev.resources if r.name.startswith(("release-command", "app-volumes-", "app-secrets-"))
                 and r.custom]
     assert "networks-egress" not in {r.name for r in dev.resources}
+
+
+def test_over_ssh_the_release_command_and_the_volume_owner_run_on_the_host(prod_tls):
+    from tests.unit.conftest import prod_secrets
+
+    run = run_program("prod", secret_overrides={**prod_secrets(prod_tls), "webstack:backend": OWN_APP})
+    command = next(r for r in run.of_type("command:remote:Command") if r.name.startswith("release-command-"))
+    assert is_secret(command.secret_inputs["create"]) and command.inputs["create"].startswith("sh -c ")
+    assert SECRET not in command.inputs["create"]
+    assert {"app-volumes-media-owner"} <= {r.name for r in run.of_type("command:remote:Command")}
+    assert command.urn in only(run, "backend").dependencies
