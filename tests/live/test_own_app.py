@@ -192,7 +192,9 @@ def test_1_a_node_backend_without_python_or_curl_deploys_with_secrets_migrations
     # The volume: the release command wrote into it with the same mounts, the app (uid 1001) writes too.
     assert stack.send("PUT", "/media/upload.txt", "uploaded on r1") == 201
     media = stack.get("/media")
-    assert media["uid"] == 1001 and media["files"] == {"release-r1.txt": "migrated r1\n", "upload.txt": "uploaded on r1"}
+    # The release command got the same secrets, byte for byte (it wrote their digests).
+    ran_with = f"migrated r1 {sha256(API_TOKEN)} {digests['DJANGO_SECRET_KEY']}\n"
+    assert media["uid"] == 1001 and media["files"] == {"release-r1.txt": ran_with, "upload.txt": "uploaded on r1"}
 
     # Routing: Host with its port, the scheme, and the client address nginx saw (not the one the client sent).
     req = urllib.request.Request(stack.url + "/request", headers={"X-Forwarded-For": "203.0.113.66"})
@@ -219,7 +221,8 @@ def test_2_a_second_release_under_load_migrates_again_and_keeps_files_and_the_ge
     assert stack.get("/release-runs") == ["r1", "r2"]
     assert "<li>written by the node app on r1</li>" in stack.get("/")
     media = stack.get("/media")["files"]
-    assert media["upload.txt"] == "uploaded on r1" and media["release-r2.txt"] == "migrated r2\n"
+    assert media["upload.txt"] == "uploaded on r1"
+    assert media["release-r2.txt"] == f"migrated r2 {sha256(API_TOKEN)} {stack.generated_digest}\n"
     digests = stack.get("/secrets")
     assert digests["DJANGO_SECRET_KEY"] == stack.generated_digest and digests["APP_API_TOKEN"] == sha256(API_TOKEN)
     assert stack.containers("release-command") == []   # the one-off container is gone

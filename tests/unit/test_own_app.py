@@ -205,3 +205,32 @@ def test_over_ssh_the_release_command_and_the_volume_owner_run_on_the_host(prod_
     assert SECRET not in command.inputs["create"]
     assert {"app-volumes-media-owner"} <= {r.name for r in run.of_type("command:remote:Command")}
     assert command.urn in only(run, "backend").dependencies
+
+
+
+def test_the_release_command_hands_every_value_to_docker_unchanged(tmp_path):
+    """The script's own decoding, run by sh with a stand-in `docker` that records what `create -e NAME` passes."""
+    import json
+    import subprocess
+    import sys
+
+    from components.release_command import env_lines
+
+    values = {"PADDED": "xy", "PATH": "/nowhere", "LINES": "multi\nline = with ==\n\n", "QUOTES": "a'b\"c $HOME"}
+    body = rendering.render("host/release-command.sh.j2", generation="g", command=["migrate"], container="c",
+                            image="img", networks=["net"], mounts=[], user="1001:1001", group="1500", memory_mb=64,
+                            nproc=64, pids=64, stack="s", release="r", log_lines=5)
+    script = rendering.render("host/release-command-env.sh.j2", body=body, env_lines=env_lines(values))
+    record = tmp_path / "passed.json"
+    recorder = ("import json, os, sys; names = [a for p, a in zip(sys.argv, sys.argv[1:]) if p == '-e']; "
+                f"open({str(record)!r}, 'w').write(json.dumps({{n: os.environ[n] for n in names}}))")
+    fake = tmp_path / "docker"
+    # `create` records the variables it was asked to pass; `wait` reports exit 0; the rest succeed quietly.
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = create ] && exec {sys.executable} -c \"{recorder}\" \"$@\"\n"
+                    "[ \"$1\" = wait ] && echo 0\nexit 0\n")
+    fake.chmod(0o755)
+    run = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(record.read_text()) == values
+    assert "succeeded" in run.stdout

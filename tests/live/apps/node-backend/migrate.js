@@ -1,6 +1,7 @@
 // The release command: creates the schema (idempotent) and records one row per run, and a file on the app
 // volume, so a test can count runs. FAIL_MIGRATION makes it fail after printing a few lines.
 'use strict';
+const crypto = require('crypto');
 const fs = require('fs');
 const { Client } = require('pg');
 
@@ -23,7 +24,10 @@ async function main() {
       id serial PRIMARY KEY, text text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`);
   await client.query('INSERT INTO release_runs (release) VALUES ($1)', [release]);
   await client.end();
-  fs.writeFileSync(`${process.env.MEDIA_DIR}/release-${release}.txt`, `migrated ${release}\n`);
+  // The digests of the secrets it got (never the values): the test compares them with the app's.
+  const digest = (value) => crypto.createHash('sha256').update(value).digest('hex');
+  fs.writeFileSync(`${process.env.MEDIA_DIR}/release-${release}.txt`,
+    `migrated ${release} ${digest(process.env.APP_API_TOKEN)} ${digest(process.env.DJANGO_SECRET_KEY)}\n`);
   console.log('migrate: done');
 }
 
