@@ -326,3 +326,10 @@ def test_6_the_reference_images_pass_the_gate_from_the_edge_and_a_wrong_health_p
     assert gate_seconds <= START_PERIOD_SECONDS + 10, message
     assert load.failed == 0, load.detail
     assert not [c for c in reference.containers("backend") if "-r2-" in c]
+    loads = reference.load()
+    good = reference.up(**{"webstack:release": "r3"})
+    load = stop_all(loads)
+    reference.figures["release r1->r3 under load (reference images)"] = \
+        f"{good.seconds:.1f}s, {load.total} requests, {load.failed} failed ({load.detail})"
+    assert load.failed == 0, load.detail
+    assert "behind the gate that probes from the edge" in reference.notes()
