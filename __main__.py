@@ -38,12 +38,14 @@ database = Database("database", DatabaseArgs(settings, images.database, networks
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host), on_target)
 app_secrets = AppSecrets("app-secrets", settings)
 app_volumes = AppVolumes("app-volumes", settings, host, on_target)
-# Runs before the release's backends start. Issue 11: a pre-release backup goes into depends_on here.
-before_backends: list[pulumi.Resource] = []
+# What a release waits for before it changes anything: the release command and the new backends start only
+# after these (issue 11: a pre-release backup is appended here).
+before_release: list[pulumi.Resource] = [database.container]
+before_backends = list(before_release)
 if settings.backend.releaseCommand:
     release_command = ReleaseCommand("release-command", ReleaseCommandArgs(
         settings, host, images.refs["backend"], generation(settings), networks, socket, app_secrets, app_volumes,
-        depends_on=[database.container]))
+        depends_on=before_release))
     before_backends.append(release_command.run)
 backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks, socket, database.container,
                                          app_secrets, app_volumes, depends_on=before_backends), on_target)
