@@ -46,12 +46,14 @@ database = Database("database", DatabaseArgs(settings, images.database, networks
                                              after=[backups.pre_deploy]), on_target)
 acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host, acme), on_target)
-# Runs before the release's backends start, after the pre-deploy backup (through the database container).
-before_backends: list[pulumi.Resource] = []
+# What a release waits for before it changes anything: the release command and the new backends start only
+# after these (the pre-deploy backup also runs before the database container).
+before_release: list[pulumi.Resource] = [backups.pre_deploy, database.container]
+before_backends = list(before_release)
 if settings.backend.releaseCommand:
     release_command = ReleaseCommand("release-command", ReleaseCommandArgs(
         settings, host, images.refs["backend"], generation(settings), networks, socket, app_secrets, app_volumes,
-        depends_on=[database.container, backups.pre_deploy]))
+        depends_on=before_release))
     before_backends.append(release_command.run)
 backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks, socket, database.container,
                                          app_secrets, app_volumes, depends_on=before_backends), on_target)

@@ -26,6 +26,8 @@ from .settings import Settings
 from .socket_volume import SocketVolume
 
 LOG_LINES = 50
+# The CLI has --pids-limit (the provider does not, see hardening.NPROC_LIMIT): a per-container cap.
+PIDS_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,12 @@ class ReleaseCommandArgs:
 
 
 def env_lines(env: dict[str, str]) -> str:
-    """stdin of the script: `NAME=base64(value)` lines, so that any value (newlines included) survives."""
+    """`NAME=base64(value)` lines for the script's stdin, so that any value (newlines included) survives."""
     return "".join(f"{k}={base64.b64encode(v.encode()).decode()}\n" for k, v in env.items())
 
 
 class ReleaseCommand(pulumi.ComponentResource):
-    run: Command
+    run: Command   # done when the command succeeded: what the backends depend on
 
     def __init__(self, name: str, args: ReleaseCommandArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:ReleaseCommand", name, None, opts)
@@ -57,16 +59,18 @@ class ReleaseCommand(pulumi.ComponentResource):
         if args.networks.egress is not None:
             networks.append(args.networks.egress.name)
         socket = f"type=volume,src={settings.name_prefix}-pgsocket,dst={contract.SOCKET_DIR}"
-        script = pulumi.Output.all(image=args.image, networks=networks).apply(lambda v: rendering.render(
+        body = pulumi.Output.all(image=args.image, networks=networks).apply(lambda v: rendering.render(
             "host/release-command.sh.j2", generation=args.generation, command=settings.backend.releaseCommand,
             container=f"{settings.name_prefix}-release-{args.generation}", image=v["image"],
             networks=v["networks"], mounts=[socket, *args.volumes.mount_flags()],
             user=f"{contract.BACKEND_UID}:{contract.BACKEND_UID}", group=str(contract.DBSOCK_GID),
-            memory_mb=settings.backend.memoryMb, nproc=NPROC_LIMIT, stack=settings.stack,
+            memory_mb=settings.backend.memoryMb, nproc=NPROC_LIMIT, pids=PIDS_LIMIT, stack=settings.stack,
             release=settings.release, log_lines=LOG_LINES))
+        # The environment is part of the script (a secret Output), not its stdin: see release-command-env.sh.j2.
+        script = pulumi.Output.all(body=body, env=args.secrets.environment()).apply(lambda v: rendering.render(
+            "host/release-command-env.sh.j2", body=v["body"], env_lines=env_lines(v["env"])))
         self.run = args.host.script(
-            f"{name}-{args.generation}", script, stdin=args.secrets.environment().apply(env_lines),
-            triggers=[args.generation, args.image],
+            f"{name}-{args.generation}", script, triggers=[args.generation, args.image],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.socket.volume, *args.volumes.owner,
                                                                  *args.depends_on]))
         self.register_outputs({"generation": args.generation})

@@ -108,6 +108,7 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
     the edge switch checks a release through it before the public servers switch."""
     if not backend_servers or (settings.frontend.enabled and not web_servers):
         raise ValueError("the edge needs at least one backend server, and one web server with a frontend")
+    web_servers = web_servers if settings.frontend.enabled else []   # a backend-only app: no web route at all
     tls = settings.tls_enabled
     acme = settings.tls.mode == "acme"
     # The canary serves the bundle's certificate (stage/tls) before it goes live; in acme mode the edge serves the

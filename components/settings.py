@@ -317,14 +317,14 @@ class Backend(Build):
             if reserved:
                 raise FieldProblem(key, f"{', '.join(reserved)} is set by webstack ({', '.join(RESERVED_ENV)}); "
                                    "choose another name")
+        if len(set(self.generatedSecrets)) != len(self.generatedSecrets):
+            raise FieldProblem("generatedSecrets", "lists a name twice")
         seen: dict[str, str] = {}
         for key, names in (("env", self.env), ("secrets", self.secrets), ("generatedSecrets", self.generatedSecrets)):
             for n in names:
                 if n in seen:
                     raise FieldProblem(key, f"{n} is also in backend.{seen[n]}; a variable has one source")
                 seen[n] = key
-        if len(set(self.generatedSecrets)) != len(self.generatedSecrets):
-            raise FieldProblem("generatedSecrets", "lists a name twice")
         return self
 
     def spec(self) -> dict:

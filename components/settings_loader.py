@@ -25,7 +25,9 @@ SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey")
                  "database": ("offsite.accessKeyId", "offsite.secretAccessKey")}
 EXAMPLES = {"release": "v1", "target.hostKey": "\"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"", "httpPort": "8080", "httpsPort": "8443", "domain": "example.com",
             "publishAddress": "127.0.0.1", "target.kind": "ssh", "target.host": "203.0.113.10",
-            "tls.mode": "self-signed", "backend.replicas": "2", "backend.port": "8000"}
+            "tls.mode": "self-signed", "backend.replicas": "2", "backend.port": "8000",
+            "backend.pathPrefix": "/api", "backend.egress": "true", "backend.stripPrefix": "false",
+            "frontend.enabled": "false"}
 
 
 class ConfigError(pulumi.RunError):
@@ -56,7 +58,20 @@ def hide(message: str, value: Any) -> str:
     return message
 
 
+# Keys that hold a list or a map are set one element at a time: their fix shows one element.
+ELEMENT_FIXES = {
+    "backend.env": f"pulumi config set --path {NAMESPACE}:backend.env.NAME value",
+    "backend.secrets": f"pulumi config set --secret --path {NAMESPACE}:backend.secrets.NAME value",
+    "backend.generatedSecrets": f"pulumi config set --path '{NAMESPACE}:backend.generatedSecrets[0]' NAME",
+    "backend.releaseCommand": f"pulumi config set --path '{NAMESPACE}:backend.releaseCommand[0]' program "
+                              "(then [1], [2]... for its arguments)",
+    "backend.volumes": f"pulumi config set --path {NAMESPACE}:backend.volumes.media /app/media",
+}
+
+
 def with_fix(path: str, message: str, secret: bool = False) -> str:
+    if path in ELEMENT_FIXES:
+        return f"{message}. Fix: {ELEMENT_FIXES[path]}"
     if secret:
         return f"{message}. Fix: cat FILE | {set_command(path, '', secret=True).rstrip()}"
     return f"{message}. Fix: {set_command(path, EXAMPLES.get(path, '<value>'))}"

@@ -48,6 +48,13 @@ def valid_config(draw) -> tuple[str, dict[str, str]]:
         "backend": {"port": draw(st.integers(1024, 65535)), "healthPath": draw(st.from_regex(s.URL_PATH, fullmatch=True)),
                     "replicas": draw(st.integers(1, 16)), "memoryMb": draw(st.integers(64, 4096)), "env": draw(ENV)},
     }
+    # Routing (docs/own-app.md): a backend-only app may own '/', a frontend never shares it.
+    frontend = draw(st.booleans())
+    values["frontend"] = {"enabled": frontend}
+    prefix = draw(st.sampled_from([None, "/api", "/app", "/a/b-c_1.d"] + ([] if frontend else ["/"])))
+    if prefix is not None:
+        values["backend"]["pathPrefix"] = prefix
+    values["backend"]["stripPrefix"] = draw(st.booleans())
     return draw(STACKS), {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 

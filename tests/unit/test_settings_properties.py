@@ -32,7 +32,12 @@ def test_any_valid_configuration_loads_and_renders_every_template(case):
     site = render_edge_site(loaded, backends, webs)
     for server in backends:
         assert f"server {server}:{loaded.backend.port}" in site
-    assert f"server {webs[0]}:{contract.WEB_PORT}" in site
+    assert (f"server {webs[0]}:{contract.WEB_PORT}" in site) == loaded.frontend.enabled
+    prefix = loaded.backend_prefix
+    assert (f"location {prefix}/ {{" if prefix != "/" else "proxy_pass http://webstack_backend;") in site
+    # one route for / in the server that serves the app, and one in each server that only redirects (plain HTTP
+    # with TLS) or refuses other names (the catch-all servers)
+    assert site.count("    location / {") == (3 if loaded.tls_enabled else 2) and "$proxy_add_x_forwarded_for" not in site
     assert ("ssl_certificate" in site) == (loaded.tls.mode != "off")
     ident = render_pg_ident(loaded.database)
     assert contract.BACKEND_OS_USER in ident and loaded.database.user in ident

@@ -1,0 +1,238 @@
+"""Your own app (docs/own-app.md): its settings, the edge's routes and headers, and the graph under mocks."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from components import rendering
+from components.settings_loader import ConfigError, load_settings
+from tests.program import is_secret, run_program
+from tests.stack_config import PROJECT_DIR
+from tests.unit.test_program_graph import only, switch_bundle
+
+SECRET = "s3cr3t-value-never-shown"
+OWN_APP = {"releaseCommand": ["node", "migrate.js"], "generatedSecrets": ["DJANGO_SECRET_KEY"], "egress": True,
+           "volumes": {"media": "/app/media"}, "secrets": {"API_TOKEN": SECRET}}
+
+
+def load(values: dict, secrets: set[str] = frozenset()):
+    return load_settings({"release": "v1", **values}, set(secrets), "test", PROJECT_DIR)
+
+
+def problems(values: dict, secrets: set[str] = frozenset()) -> dict[str, str]:
+    with pytest.raises(ConfigError) as error:
+        load(values, secrets)
+    return dict(error.value.problems)
+
+
+# --- settings -------------------------------------------------------------------------------------------------
+
+def test_defaults_keep_the_reference_layout():
+    settings = load({})
+    backend = settings.backend
+    assert (backend.secrets, backend.generatedSecrets, backend.releaseCommand, backend.egress, backend.volumes) == \
+        ({}, [], [], False, {})
+    assert settings.frontend.enabled and settings.backend_prefix == "/api" and backend.stripPrefix
+
+
+def test_a_backend_only_app_is_served_at_the_root():
+    assert load({"frontend": {"enabled": False}}).backend_prefix == "/"
+    assert load({"frontend": {"enabled": False}, "backend": {"pathPrefix": "/app"}}).backend_prefix == "/app"
+
+
+def test_a_plaintext_app_secret_is_refused_with_the_fix_and_without_its_value():
+    found = problems({"backend": {"secrets": {"API_TOKEN": SECRET}}})
+    message = found["backend.secrets.API_TOKEN"]
+    assert "plain text" in message and SECRET not in message
+    assert "pulumi config set --secret --path webstack:backend.secrets.API_TOKEN" in message
+
+
+def test_app_secrets_set_with_secret_are_accepted_and_never_echoed_in_errors():
+    assert load({"backend": {"secrets": {"API_TOKEN": SECRET}}}, {"backend"}).backend.secrets["API_TOKEN"] \
+        .get_secret_value() == SECRET
+    found = problems({"backend": {"secrets": {"API_TOKEN": SECRET}, "replicas": 0}}, {"backend"})
+    assert "backend.replicas" in found and SECRET not in str(found)
+
+
+@pytest.mark.parametrize("backend, key, words", [
+    ({"env": {"PORT": "1"}}, "backend.env", "set by webstack"),
+    ({"generatedSecrets": ["PGHOST"]}, "backend.generatedSecrets", "set by webstack"),
+    ({"generatedSecrets": ["1BAD"]}, "backend.generatedSecrets", "1BAD"),
+    ({"env": {"KEY": "1"}, "generatedSecrets": ["KEY"]}, "backend.generatedSecrets", "also in backend.env"),
+    ({"generatedSecrets": ["A", "A"]}, "backend.generatedSecrets", "twice"),
+    ({"releaseCommand": ["node", ""]}, "backend.releaseCommand", "non-empty"),
+    ({"volumes": {"Media": "/app/media"}}, "backend.volumes", "lower-case"),
+    ({"volumes": {"media": "app/media"}}, "backend.volumes", "absolute"),
+    ({"volumes": {"media": "/app/../etc"}}, "backend.volumes", "absolute"),
+    ({"volumes": {"media": "/tmp/media"}}, "backend.volumes", "overlaps"),
+    ({"volumes": {"socket": "/var/run"}}, "backend.volumes", "overlaps"),
+    ({"volumes": {"a": "/app/data", "b": "/app/data/b"}}, "backend.volumes", "nest"),
+    ({"pathPrefix": "/api/"}, "backend.pathPrefix", "no trailing"),
+    ({"pathPrefix": "api"}, "backend.pathPrefix", "leading"),
+    ({"pathPrefix": "/"}, "backend.pathPrefix", "frontend.enabled"),
+    ({"egress": "sometimes"}, "backend.egress", "bool"),
+])
+def test_bad_own_app_settings_name_the_key_and_the_fix(backend, key, words):
+    found = problems({"backend": backend})
+    assert key in found, found
+    assert words in found[key] and "Fix:" in found[key], found[key]
+
+
+def test_a_disabled_frontend_needs_no_frontend_build_context():
+    assert not load({"frontend": {"enabled": False, "context": "no/such/dir"}}).frontend.enabled
+
+
+# --- the edge's routes ----------------------------------------------------------------------------------------
+
+def site(values: dict) -> str:
+    settings = load(values)
+    return rendering.render_edge_site(settings, ["b1"], ["w1"] if settings.frontend.enabled else [])
+
+
+def location(text: str, path: str) -> str:
+    """A location of the server that serves the app (the last one: catch-all servers come first)."""
+    text = text[text.rindex("    server_name "):]
+    start = text.index(f"    location {path} {{")
+    return text[start:text.index("\n    }", start)]
+
+
+def test_the_backend_gets_host_with_port_the_scheme_and_the_address_the_edge_saw():
+    api = location(site({}), "/api/")
+    assert "proxy_pass http://webstack_backend/;" in api   # the prefix is stripped
+    assert "proxy_set_header Host $http_host;" in api and "proxy_set_header X-Forwarded-Proto $scheme;" in api
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in api
+    assert "$proxy_add_x_forwarded_for" not in site({})   # never the client's own value, appended to
+
+
+def test_a_backend_only_app_owns_the_root_and_there_is_no_web_upstream():
+    text = site({"frontend": {"enabled": False}})
+    root = location(text, "/")
+    assert "proxy_pass http://webstack_backend;" in root and "$remote_addr" in root
+    assert "webstack_web" not in text and "location /api/" not in text
+
+
+def test_a_prefix_kept_in_the_path_is_passed_whole():
+    text = site({"backend": {"pathPrefix": "/app", "stripPrefix": False}})
+    assert "proxy_pass http://webstack_backend;" in location(text, "/app/")
+    assert "return 308 /app/;" in location(text, "= /app")
+    assert "proxy_pass http://webstack_web;" in location(text, "/")
+
+
+def test_the_edge_switch_checks_the_backend_where_the_edge_serves_it():
+    assert rendering.edge_check_paths(load({})) == ["/", "/api/readiness"]
+    assert rendering.edge_check_paths(load({"frontend": {"enabled": False}})) == ["/readiness"]
+    kept = load({"backend": {"pathPrefix": "/app", "stripPrefix": False, "healthPath": "/app/health"}})
+    assert rendering.edge_check_paths(kept) == ["/", "/app/health"]
+
+
+# --- the program under mocks ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def own_app():
+    plain = {k: v for k, v in OWN_APP.items() if k != "secrets"}
+    return run_program("dev", secret_overrides={"webstack:backend": {**plain, "secrets": OWN_APP["secrets"],
+                                                                     "env": {"MODE": "test"}},
+                                                "webstack:frontend": {"enabled": False}})
+
+
+def test_generated_secrets_are_random_passwords_kept_by_name(own_app):
+    password = own_app.named("app-secrets-DJANGO_SECRET_KEY")
+    assert password.type == "random:index/randomPassword:RandomPassword"
+    assert password.inputs["length"] == 64 and not password.inputs.get("keepers")   # nothing replaces it
+
+
+def test_the_backend_environment_is_one_secret_with_webstacks_variables_first(own_app):
+    backend = only(own_app, "backend")
+    assert is_secret(backend.secret_inputs["envs"])
+    names = [e.split("=", 1)[0] for e in backend.inputs["envs"]]
+    assert names[:4] == ["PORT", "PGHOST", "PGDATABASE", "PGUSER"]
+    assert {"MODE", "API_TOKEN", "DJANGO_SECRET_KEY"} <= set(names)
+
+
+def test_the_release_command_runs_before_the_backends_with_the_secrets_in_a_secret_script(own_app):
+    run = own_app.named(next(r.name for r in own_app.resources
+                             if r.name.startswith("release-command-") and r.custom))
+    backend = only(own_app, "backend")
+    assert run.urn in backend.dependencies
+    assert own_app.named("database-postgres").urn in run.dependencies
+    assert is_secret(run.secret_inputs["create"]) and not run.inputs.get("stdin")
+    script = run.inputs["create"]
+    assert SECRET not in script and f"API_TOKEN={base64.b64encode(SECRET.encode()).decode()}" in script
+    assert "exec sh -c" in script.split("<<'WEBSTACK_APP_ENV'")[0]   # replaced at once: no value in argv
+    for flag in ("--user 1001:1001", "--group-add 1500", "--read-only", "--cap-drop ALL",
+                 "--mount type=volume,src=webstack-dev-pgsocket,dst=/var/run/postgresql",
+                 "--mount type=volume,src=webstack-dev-vol-media,dst=/app/media",
+                 "network connect webstack-dev-app", "network connect webstack-dev-egress", "' node migrate.js"):
+        assert flag.replace("'", "") in script.replace("'", ""), flag
+
+
+def test_app_volumes_are_protected_retained_owned_by_the_app_and_listed(own_app):
+    volume = own_app.named("app-volumes-media")
+    assert volume.inputs["name"] == "webstack-dev-vol-media" and volume.protect and volume.retain_on_delete
+    owner = own_app.named("app-volumes-media-owner")
+    assert "chown 1001:1001 /volume" in owner.inputs["create"]
+    backend = only(own_app, "backend")
+    assert {"type": "volume", "source": "webstack-dev-vol-media", "target": "/app/media"} in backend.inputs["mounts"]
+    assert owner.urn in backend.dependencies
+    assert own_app.outputs["appVolumes"] == ["webstack-dev-vol-media"]
+
+
+def test_egress_is_the_backends_alone(own_app):
+    assert only(own_app, "backend").inputs["networksAdvanced"][-1]["name"] == "webstack-dev-egress"
+    assert own_app.named("networks-egress").inputs["internal"] is False
+    assert [n["name"] for n in only(own_app, "database").inputs["networksAdvanced"]] == ["webstack-dev-data"]
+
+
+def test_a_backend_only_app_has_no_web_container_and_the_edge_routes_the_root_to_it(own_app):
+    assert "web" not in own_app.containers()
+    assert own_app.outputs["containers"]["web"] is None
+    site_conf = switch_bundle(own_app)["site.conf"]
+    assert "webstack_web" not in site_conf and "location / {" in site_conf
+
+
+def test_the_reference_stack_declares_none_of_it(dev):
+    assert not [r for r in dev.resources if r.name.startswith(("release-command", "app-volumes-", "app-secrets-"))
+                and r.custom]
+    assert "networks-egress" not in {r.name for r in dev.resources}
+
+
+def test_over_ssh_the_release_command_and_the_volume_owner_run_on_the_host(prod_tls):
+    from tests.unit.conftest import prod_secrets
+
+    run = run_program("prod", secret_overrides={**prod_secrets(prod_tls), "webstack:backend": OWN_APP})
+    command = next(r for r in run.of_type("command:remote:Command") if r.name.startswith("release-command-"))
+    assert is_secret(command.secret_inputs["create"]) and command.inputs["create"].startswith("sh -c ")
+    assert SECRET not in command.inputs["create"]
+    assert {"app-volumes-media-owner"} <= {r.name for r in run.of_type("command:remote:Command")}
+    assert command.urn in only(run, "backend").dependencies
+
+
+
+def test_the_release_command_hands_every_value_to_docker_unchanged(tmp_path):
+    """The script's own decoding, run by sh with a stand-in `docker` that records what `create -e NAME` passes."""
+    import json
+    import subprocess
+    import sys
+
+    from components.release_command import env_lines
+
+    values = {"PADDED": "xy", "PATH": "/nowhere", "LINES": "multi\nline = with ==\n\n", "QUOTES": "a'b\"c $HOME"}
+    body = rendering.render("host/release-command.sh.j2", generation="g", command=["migrate"], container="c",
+                            image="img", networks=["net"], mounts=[], user="1001:1001", group="1500", memory_mb=64,
+                            nproc=64, pids=64, stack="s", release="r", log_lines=5)
+    script = rendering.render("host/release-command-env.sh.j2", body=body, env_lines=env_lines(values))
+    record = tmp_path / "passed.json"
+    recorder = ("import json, os, sys; names = [a for p, a in zip(sys.argv, sys.argv[1:]) if p == '-e']; "
+                f"open({str(record)!r}, 'w').write(json.dumps({{n: os.environ[n] for n in names}}))")
+    fake = tmp_path / "docker"
+    # `create` records the variables it was asked to pass; `wait` reports exit 0; the rest succeed quietly.
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = create ] && exec {sys.executable} -c \"{recorder}\" \"$@\"\n"
+                    "[ \"$1\" = wait ] && echo 0\nexit 0\n")
+    fake.chmod(0o755)
+    run = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(record.read_text()) == values
+    assert "succeeded" in run.stdout
