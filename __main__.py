@@ -61,7 +61,8 @@ web = Web("web", WebArgs(settings, images.refs["web"], networks.app), on_target)
 gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation if web else 'noweb'}",
                    [*backend.names, *([web.container_name] if web else [])],
                    [*backend.containers, *([web.container] if web else [])],
-                   probes={n: probe_url(settings, n) for n in backend.names}, edge=edge.container,
+                   probes={**{n: probe_url(settings, n) for n in backend.names},
+                           **({web.container_name: web.probe_url} if web else {})}, edge=edge.container,
                    edge_name=f"{settings.name_prefix}-edge")
 switch = edge.route_to(backend, web, certificates, gate)
 if acme:

@@ -34,12 +34,15 @@ class Web(pulumi.ComponentResource):
     container: docker.Container
     container_name: str
     generation: str
+    probe_url: str
 
     def __init__(self, name: str, args: WebArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Web", name, None, opts)
         settings = args.settings
         self.generation = generation(settings)
         self.container_name = f"{settings.name_prefix}-web-{self.generation}"
+        # Where the release gate asks for its health from inside the edge (its own check is slower to start).
+        self.probe_url = f"http://{self.container_name}:{contract.WEB_PORT}/healthz"
         self.container = docker.Container(
             f"{name}-{self.generation}-nginx", name=self.container_name, image=args.image,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],

@@ -222,6 +222,7 @@ def test_backend_health_gate_probes_the_configured_path_from_the_edge(dev):
     assert "healthcheck" not in backend.inputs   # nothing runs inside the image; its own HEALTHCHECK still may
     script = check.inputs["create"]
     assert f"http://{backend.inputs['name']}:8000/readiness" in script
+    assert f"http://{only(dev, 'web').inputs['name']}:{contract.WEB_PORT}/healthz" in script
     assert "docker exec webstack-dev-edge curl -fsS" in script
     assert dev.named("edge-nginx").urn in check.dependencies   # the edge probes: it must exist first
 
