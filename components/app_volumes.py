@@ -34,7 +34,8 @@ class AppVolumes(pulumi.ComponentResource):
                         docker.VolumeLabelArgs(label="webstack.role", value="app-volume")],
                 opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True))
             script = rendering.render("host/volume-owner.sh.j2", volume=docker_name, image=settings.baseImage,
-                                      uid=contract.BACKEND_UID, stack=settings.stack)
+                                      uid=contract.BACKEND_UID, gid=contract.DBSOCK_GID,
+                                      stack=settings.stack)
             # Runs once per volume (its trigger is the volume's id): later releases find the files as they were.
             self.owner.append(host.script(f"{name}-{volume_name}-owner", script, triggers=[volume.id],
                                           opts=pulumi.ResourceOptions(parent=self, depends_on=[volume])))

@@ -14,6 +14,8 @@ import re
 import socket
 import ssl
 import subprocess
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -56,10 +58,19 @@ class LiveStack:
         return self.engine.up(refresh=refresh, **overrides)
 
     def request(self, path: str, body: dict | None = None) -> tuple[int, object]:
+        """A polite client: the edge limits writes per client address (10/s, bursts of 20) and answers 429 over
+        the limit; a test that writes many rows in a row waits and tries again, as a client would."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, context=TLS, timeout=10) as response:
-            return response.status, json.loads(response.read())
+        for pause in (0.2, 0.4, 0.8, 1.6, 3.2, None):
+            req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, context=TLS, timeout=10) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code != 429 or pause is None:
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable")
 
     def write_note(self, text: str) -> None:
         status, _ = self.request("/api/notes", {"text": text})
