@@ -172,7 +172,7 @@ def test_app_volumes_are_protected_retained_owned_by_the_app_and_listed(own_app)
     volume = own_app.named("app-volumes-media")
     assert volume.inputs["name"] == "webstack-dev-vol-media" and volume.protect and volume.retain_on_delete
     owner = own_app.named("app-volumes-media-owner")
-    assert "chown 1001:1001 /volume" in owner.inputs["create"]
+    assert "chown 1001:1500 /volume && chmod 2750 /volume" in owner.inputs["create"]
     backend = only(own_app, "backend")
     assert {"type": "volume", "source": "webstack-dev-vol-media", "target": "/app/media"} in backend.inputs["mounts"]
     assert owner.urn in backend.dependencies
