@@ -41,7 +41,8 @@ app_volumes = AppVolumes("app-volumes", settings, host, on_target)
 # A backup (with the app's volumes) before the database container is replaced, a release command runs or a new
 # backend generation (which may migrate at start) starts.
 backups = Backups("backups", BackupsArgs(settings, images.backup, images.backup_ref, host, socket,
-                                         triggers=[generation(settings)], volumes=app_volumes.names), on_target)
+                                         triggers=[generation(settings)], volumes=app_volumes.names,
+                                         database_image=images.database_ref), on_target)
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket,
                                              after=[backups.pre_deploy]), on_target)
 acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None

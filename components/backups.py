@@ -33,6 +33,8 @@ class BackupsArgs:
     triggers: Sequence[pulumi.Input] = ()
     # Named app volumes included in every backup (mounted read-only into the job).
     volumes: Sequence[str] = field(default_factory=tuple)
+    # The database image this update runs (name:tag): a rollback (pinned images) that keeps it takes no backup.
+    database_image: str = ""
 
 
 class Backups(pulumi.ComponentResource):
@@ -63,6 +65,7 @@ class Backups(pulumi.ComponentResource):
         script = rendering.render(
             "host/backup-pre-deploy.sh.j2", stack=settings.stack, db_container=backup_job.database_container(settings),
             db_name=database.name, db_user=database.user, backups_volume=backup_job.backups_volume(settings),
+            rollback=settings.pinned_images is not None, release=settings.release, db_image=args.database_image,
             run_args=backup_job.run_args(settings, image, command, volumes=args.volumes,
                                          credentials_on_stdin=bool(credentials)))
 

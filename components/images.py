@@ -48,6 +48,7 @@ class Images(pulumi.ComponentResource):
     acme: docker.RemoteImage | None
     backup: docker.RemoteImage
     backup_ref: str
+    database_ref: str
     builds: dict[str, docker.RemoteImage]
     refs: dict[str, pulumi.Input[str]]
 
@@ -56,8 +57,9 @@ class Images(pulumi.ComponentResource):
         self._settings, self._host = settings, host
         containers = settings.projectDir / "containers"
         db_args = rendering.database_build_args(settings.database)
-        self.database = self._image("db", containers / "db", "Dockerfile", db_args,
-                                    tag=context_digest(containers / "db", db_args))
+        db_tag = context_digest(containers / "db", db_args)
+        self.database = self._image("db", containers / "db", "Dockerfile", db_args, tag=db_tag)
+        self.database_ref = f"{settings.name_prefix}-db:{db_tag}"   # known before the build, for scripts
         self.edge = self._image("edge", containers / "edge", "Dockerfile", {},
                                 tag=context_digest(containers / "edge"))
         # The backup job's image (components/backups.py): long-lived like db and edge.

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -458,6 +459,10 @@ def beat(status: str | None = None) -> None:
 
 
 def schedule() -> None:
+    # PID 1 gets no default signal handlers: without this, `docker stop` (every replacement of this container)
+    # would wait out the whole grace period. A dump in progress stops with it; its temporary folder never
+    # becomes a backup (only a complete one is renamed into place).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     plan = env("WEBSTACK_SCHEDULE")
     beat("waiting")
     while True:

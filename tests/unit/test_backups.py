@@ -99,11 +99,11 @@ def test_credentials_come_from_the_environment_first_then_the_stack_secrets():
     assert backup_job.offsite_credentials(settings(), env) is None
 
 
-def pre_deploy_script(s) -> str:
+def pre_deploy_script(s, rollback: bool = False) -> str:
     run = backup_job.run_args(s, "webstack-dev-backup:abc", ["dump", "--reason", "pre-deploy"])
     return rendering.render("host/backup-pre-deploy.sh.j2", stack=s.stack, db_container="webstack-dev-db",
                             db_name=s.database.name, db_user=s.database.user, backups_volume="webstack-dev-backups",
-                            run_args=run)
+                            run_args=run, rollback=rollback, release=s.release, db_image="webstack-dev-db:d1")
 
 
 def test_the_pre_deploy_script_is_valid_sh_and_guards_the_identity(tmp_path):
@@ -121,7 +121,8 @@ def fake_docker(tmp_path, env: str, running: str = "true"):
     bin_dir.mkdir()
     (bin_dir / "docker").write_text(
         "#!/bin/sh\ncase \"$1 $2\" in\n"
-        f"  \"inspect -f\") case \"$3\" in *Running*) echo {running};; *) printf '{env}';; esac;;\n"
+        f"  \"inspect -f\") case \"$3\" in *Running*) echo {running};; *Config.Image*) echo \"$DB_IMAGE\";; "
+        f"*) printf '{env}';; esac;;\n"
         f"  run*) echo ran >> {tmp_path}/runs;;\nesac\n")
     (bin_dir / "docker").chmod(0o755)
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
@@ -137,6 +138,29 @@ def test_the_pre_deploy_script_refuses_a_renamed_database_before_any_backup(tmp_
     assert not (tmp_path / "runs").exists()
     same = subprocess.run(["sh", "-c", pre_deploy_script(settings())], env=environment, capture_output=True, text=True)
     assert same.returncode == 0 and (tmp_path / "runs").read_text() == "ran\n", same.stderr
+
+
+def test_a_rollback_that_keeps_the_database_image_takes_no_backup_and_anything_else_does(tmp_path):
+    environment = fake_docker(tmp_path, r"WEBSTACK_DB_NAME=appdb\nWEBSTACK_DB_USER=app\n")
+    runs = tmp_path / "runs"
+
+    def deploy(rollback: bool, running_image: str) -> subprocess.CompletedProcess:
+        runs.unlink(missing_ok=True)
+        return subprocess.run(["sh", "-c", pre_deploy_script(settings(), rollback=rollback)],
+                              env={**environment, "DB_IMAGE": running_image}, capture_output=True, text=True)
+
+    skipped = deploy(True, "webstack-dev-db:d1")
+    assert skipped.returncode == 0 and "no backup needed" in skipped.stdout and not runs.exists()
+    assert deploy(True, "webstack-dev-db:d0").returncode == 0 and runs.exists()     # the database changes too
+    assert deploy(False, "webstack-dev-db:d1").returncode == 0 and runs.exists()    # an ordinary release
+
+
+def test_only_a_rollback_renders_the_shortcut(dev):
+    assert "no backup needed" not in dev.named("backups-pre-deploy").inputs["create"]
+    pinned = {"release": "dev-1", "backend": "sha256:" + "a" * 64, "web": "sha256:" + "b" * 64}
+    rolled_back = run_program("dev", overrides={"webstack:images": {"keep": 5, "pinned": pinned}})
+    script = rolled_back.named("backups-pre-deploy").inputs["create"]
+    assert "no backup needed" in script and "= webstack-dev-db:" in script
 
 
 # --- the program ----------------------------------------------------------------------------------------------
