@@ -149,8 +149,11 @@ def test_2_the_preview_of_a_release_names_exactly_what_changes(stack):
     assert all("-r2-" in n for n in created) and all("-r1-" in n for n in deleted), plan.steps
     assert [n.split("-")[0] for n in deleted] == ["backend", "release", "web"], plan.steps
     assert plan.names("update") == ["edge-switch"], [u for o, u in plan.steps if o == "update"]
-    assert plan.names("replace") == ["images-backend", "images-backend-guard", "images-prune", "images-web",
-                                     "images-web-guard"], plan.steps   # tagged with the release, guarded, pruned
+    # Images tagged with the release, guarded and pruned; a backup before the release, and the backup schedule's
+    # container, which records the release it backs up.
+    assert plan.names("replace") == ["backups-pre-deploy", "backups-schedule", "images-backend",
+                                     "images-backend-guard", "images-prune", "images-web", "images-web-guard"], \
+        plan.steps
     same = plan.names("same")
     assert {"database-postgres", "database-data", "edge-nginx", "images-db", "images-edge"} <= set(same)
     assert {role: stack.containers(role) for role in before} == before   # a preview changes nothing
