@@ -272,10 +272,14 @@ def test_9_status_and_logs_describe_the_running_stack(stack):
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     services = {row["service"] for row in status["services"]}
-    assert services == {"edge", "web", "backend", "database"}, status
+    assert services == {"edge", "web", "backend", "database", "backup"}, status
     assert {row["health"] for row in status["services"]} == {"healthy"}, status
     assert "days left" in status["certificate"]
+    # The newest backups on the target (each release took one before it started), newest first.
+    newest = status["backups"][0]
+    assert newest["reason"] == "pre-deploy" and newest["name"].endswith("-pre-deploy") and newest["size"] > 0, status
     table = ops("status").stdout
+    assert f"last backups: {newest['name']} (pre-deploy, release {newest['release']}" in table, table
     stack.figures["ops status"] = "\n" + table
     stack.write_note("a note to find in the logs")
     logs = ops("logs", "edge", "--since", "10m", "--grep", "POST /api/notes")
