@@ -77,7 +77,10 @@ class Backups(pulumi.ComponentResource):
 
     def _schedule(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> docker.Container:
         settings = args.settings
-        envs = [f"{k}={v}" for k, v in sorted(backup_job.environment(settings, args.volumes).items())]
+        # No release in it: the container lives across releases (a release replacing it would wait for it to
+        # stop and turn healthy again); its scheduled backups record no release.
+        envs = [f"{k}={v}" for k, v in sorted(backup_job.environment(settings, args.volumes).items())
+                if k != "WEBSTACK_RELEASE"]
         if credentials:   # only this container needs them: it uploads from the target on its own
             envs = pulumi.Output.secret(envs + [f"AWS_ACCESS_KEY_ID={credentials['accessKeyId']}",
                                                 f"AWS_SECRET_ACCESS_KEY={credentials['secretAccessKey']}"])

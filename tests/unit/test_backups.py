@@ -181,6 +181,7 @@ def test_the_schedule_container_is_hardened_on_no_network_without_offsite(dev):
     assert inputs["capabilities"]["drops"] == ["ALL"] and inputs["healthcheck"]["tests"][1:] == [
         "/usr/local/bin/webstack-backup", "health"]
     assert "WEBSTACK_SCHEDULE=daily 03:15" in inputs["envs"]
+    assert not [e for e in inputs["envs"] if e.startswith("WEBSTACK_RELEASE=")]   # a release does not replace it
     assert "no-new-privileges:true" in inputs["securityOpts"] and inputs["memory"] == inputs["memorySwap"] > 0
     assert inputs["restart"] == "unless-stopped" and inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
     assert "docker.sock" not in str(inputs["mounts"])
