@@ -18,6 +18,7 @@ import shlex
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -107,8 +108,15 @@ class RemoteStack:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
-    def health(self, names: list[str]) -> dict[str, str]:
-        return {name: self.remote_docker("inspect", "-f", "{{.State.Health.Status}}", name) for name in names}
+    def health(self, names: list[str], settle_seconds: float = 40) -> dict[str, str]:
+        """Each container's Docker health once none is "starting" any more (or the deadline passed): the release
+        gate passes on the edge's probe, while an image's own HEALTHCHECK reports only after its interval."""
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            health = {name: self.remote_docker("inspect", "-f", "{{.State.Health.Status}}", name) for name in names}
+            if "starting" not in health.values() or time.monotonic() > deadline:
+                return health
+            time.sleep(1)
 
     def running(self, role: str) -> list[str]:
         return sorted(self.remote_docker("ps", "-a", "--filter", f"label=webstack.stack={STACK}", "--filter",

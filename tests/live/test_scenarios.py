@@ -268,9 +268,14 @@ def test_8_the_stack_history_has_every_update_with_its_config(stack):
 
 def test_9_status_and_logs_describe_the_running_stack(stack):
     ops = functools.partial(stack.engine.ops, timeout=120)
-    result = ops("status", "--json")
-    assert result.returncode == 0, result.stderr
-    status = json.loads(result.stdout)
+    deadline = time.monotonic() + 40    # an image's own HEALTHCHECK reports only after its interval: let it settle
+    while True:
+        result = ops("status", "--json")
+        assert result.returncode == 0, result.stderr
+        status = json.loads(result.stdout)
+        if "starting" not in {row["health"] for row in status["services"]} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     services = {row["service"] for row in status["services"]}
     assert services == {"edge", "web", "backend", "database", "backup"}, status
     assert {row["health"] for row in status["services"]} == {"healthy"}, status
