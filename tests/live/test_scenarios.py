@@ -94,9 +94,17 @@ class LiveStack:
         return next(r["urn"] for r in self.engine.export()["resources"] if r["urn"].endswith(f"::{name}"))
 
 
-def health(name: str) -> str:
-    out = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", name], capture_output=True, text=True)
-    return out.stdout.strip() or out.stderr.strip()
+def health(name: str, settle_seconds: float = 40) -> str:
+    """Docker's health of a container once it is no longer "starting" (or the deadline passed): the release gate
+    passes on the edge's probe, while an image's own HEALTHCHECK reports only after its first interval."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        out = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", name], capture_output=True,
+                             text=True)
+        status = out.stdout.strip() or out.stderr.strip()
+        if status != "starting" or time.monotonic() > deadline:
+            return status
+        time.sleep(1)
 
 
 def deployed(make_stack, request, title: str):
