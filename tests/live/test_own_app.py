@@ -27,7 +27,7 @@ from tests.live.engine import EngineFailed
 from tests.live.loadgen import Load, stop_all
 from tests.live.support import remove_by_prefix, require_docker, show_figures
 from tests.live.test_engine import require_toolchain
-from tests.live.test_scenarios import TLS, LiveStack
+from tests.live.test_scenarios import TLS, LiveStack, deployed
 
 pytestmark = pytest.mark.live
 STACK = "apptest"
@@ -292,18 +292,8 @@ def test_5_without_egress_the_backend_has_no_way_out(stack, outside):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, request):
     """The reference images (Python backend, static frontend under /api's prefix) under the same gate."""
-    require_docker()
-    require_toolchain()
-    live = LiveStack(tmp_path_factory.mktemp("appref"), stack="appref")
-    remove_by_prefix("webstack-appref-")
-    yield live
-    try:
-        if live.engine.export().get("resources"):
-            live.engine.cli("state", "unprotect", live.urn("database-data"), "--yes")
-            live.engine.destroy()
-    finally:
-        remove_by_prefix("webstack-appref-")
-        show_figures(request, "own app (reference images)", live.figures)
+    yield from deployed(lambda: LiveStack(tmp_path_factory.mktemp("appref"), stack="appref"), request,
+                        "own app (reference images)")
 
 
 def test_6_the_reference_images_pass_the_gate_from_the_edge_and_a_wrong_health_path_fails_fast(reference):
