@@ -58,7 +58,8 @@ if settings.backend.releaseCommand:
     before_backends.append(release_command.run)
 backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks, socket, database.container,
                                          app_secrets, app_volumes, depends_on=before_backends), on_target)
-web = Web("web", WebArgs(settings, images.refs["web"], networks.app), on_target) if settings.frontend.enabled else None
+web = Web("web", WebArgs(settings, images.refs["web"], networks.app, depends_on=[backups.pre_deploy]),
+          on_target) if settings.frontend.enabled else None
 gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation if web else 'noweb'}",
                    [*backend.names, *([web.container_name] if web else [])],
                    [*backend.containers, *([web.container] if web else [])],
@@ -68,7 +69,7 @@ gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation 
 switch = edge.route_to(backend, web, certificates, gate)
 if acme:
     acme.issue_after(switch, host, settings)
-images.prune_after(switch)
+images.prune_after(gate.check)
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)

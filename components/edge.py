@@ -14,11 +14,6 @@ from .certificates import Certificates
 from .hardening import hardened, healthcheck
 from .release_gate import ReleaseGate
 
-# Pauses between the tries of the checks through the edge. The release gate already found the containers
-# healthy: a release that fails through the canary within about 1.5 s is refused before the switch, and one that
-# then fails through the public server within about 7 s is switched back.
-CANARY_DELAYS = ("0.5", "1")
-VERIFY_DELAYS = ("0.5", "1", "2", "4")
 from .remote_host import Command, RemoteHost
 from .settings import Settings
 from .web import Web
@@ -89,15 +84,10 @@ class Edge(pulumi.ComponentResource):
                                               {**sites, "tls/fullchain.pem": pems[0], "tls/privkey.pem": pems[1]})))
         else:
             bundle = pulumi.Output.from_input(rendering.edge_bundle(sites))
-        tls = settings.tls_enabled
+        generation = f"{backend.generation}-{web.generation if web else 'noweb'}"
         script = rendering.render(
-            "host/edge-switch.sh.j2", generation=f"{backend.generation}-{web.generation if web else 'noweb'}",
-            edge=f"{settings.name_prefix}-edge", apply_command=contract.EDGE_APPLY_COMMAND, tls=tls,
-            domain=settings.domain, port=contract.EDGE_HTTPS_PORT if tls else contract.EDGE_HTTP_PORT,
-            paths=rendering.edge_check_paths(settings), delays=VERIFY_DELAYS,
-            canary_port=contract.EDGE_CANARY_PORT, canary_delays=CANARY_DELAYS,
-            containers=[*backend.names, *web_names],
-            config_dir=contract.EDGE_CONFIG_DIR)
+            "host/edge-switch.sh.j2", generation=generation, edge=f"{settings.name_prefix}-edge",
+            containers=[*backend.names, *web_names], inside=rendering.render_edge_switch(settings, generation))
         self.switch = self._args.host.script(
             f"{self._name}-switch", script, stdin=bundle,
             # A replaced edge container starts from its volume; re-apply anyway so it always has this release.

@@ -117,12 +117,14 @@ class Images(pulumi.ComponentResource):
             keep_locally=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []))
 
-    def prune_after(self, switch: pulumi.Resource) -> Command:
-        """Once the edge serves this release, remove release images beyond `images.keep` (never one in use)."""
+    def prune_after(self, gate: pulumi.Resource) -> Command:
+        """Once this release's containers are healthy, remove release images beyond `images.keep`, never one that
+        a container uses. It runs beside the edge switch, off a release's critical path: the new containers hold
+        their images and the previous release's containers still run (the edge may switch back to them)."""
         settings = self._settings
         return self._host.script(
             f"{self._name}-prune",
             rendering.render("host/image-prune.sh.j2", stack=settings.stack, keep=settings.images.keep,
                              roles=RELEASE_ROLES),
             triggers=[settings.release, settings.images.keep, *self.refs.values()],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[switch]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[gate]))

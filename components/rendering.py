@@ -12,7 +12,7 @@ import io
 import shlex
 import tarfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import jinja2
 
@@ -138,6 +138,25 @@ def edge_check_paths(settings: Settings) -> list[str]:
     elif health == prefix or health.startswith(prefix + "/"):
         paths.append(health)
     return paths
+
+
+# Pauses between the tries of the checks through the edge. The release gate already found the containers
+# healthy: a release that fails through the canary within about 1.5 s is refused before the switch, and one that
+# then fails through the public server within about 7 s is switched back.
+EDGE_CANARY_DELAYS = ("0.5", "1")
+EDGE_VERIFY_DELAYS = ("0.5", "1", "2", "4")
+
+
+def render_edge_switch(settings: Settings, generation: str, *, apply_command: str = contract.EDGE_APPLY_COMMAND,
+                       config_dir: str = contract.EDGE_CONFIG_DIR, canary_delays: Sequence[str] = EDGE_CANARY_DELAYS,
+                       delays: Sequence[str] = EDGE_VERIFY_DELAYS) -> str:
+    """The edge switch's script inside the edge (templates/edge/switch.sh.j2): stage the canary, check through it,
+    switch, check through the public server, switch back on failure."""
+    tls = settings.tls_enabled
+    return render("edge/switch.sh.j2", generation=generation, apply_command=apply_command, tls=tls,
+                  domain=settings.domain, port=contract.EDGE_HTTPS_PORT if tls else contract.EDGE_HTTP_PORT,
+                  paths=edge_check_paths(settings), delays=delays, canary_port=contract.EDGE_CANARY_PORT,
+                  canary_delays=canary_delays, config_dir=config_dir)
 
 
 def edge_bundle(files: Mapping[str, str]) -> str:

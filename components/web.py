@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -18,6 +19,10 @@ class WebArgs:
     settings: Settings
     image: pulumi.Input[str]   # the image reference: a release's tag, or the ID a rollback pinned
     app_network: docker.Network
+    # Done before the release's containers start (the pre-deploy backup): a failed backup leaves nothing of the
+    # release behind. It also puts the old generation's container into the same round of deletes as the old
+    # backends' at the end of the next release, instead of a round after them.
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 def generation(settings: Settings) -> str:
@@ -49,5 +54,5 @@ class Web(pulumi.ComponentResource):
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{contract.WEB_PORT}/healthz"]),
             **hardened(settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,
                        release=settings.release, wait=False),
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)))
         self.register_outputs({"generation": self.generation, "containerName": self.container_name})

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 
@@ -108,11 +110,14 @@ def run(args: argparse.Namespace) -> int:
     before = stack_file.read_text() if stack_file.exists() else None
     try:
         write_config(stack, stack_file, config)
-        stack.preview(diff=False, color="never", on_output=lambda line: print(line, end=""))
+        if engine(stack, "preview") != 0:
+            raise OpsError("the preview failed (see above): nothing was applied; the stack's config is unchanged")
         if not args.yes and not confirmed():
             raise OpsError("not applied; the stack's config is unchanged")
         started = time.monotonic()
-        result = stack.up(color="never", on_output=lambda line: print(line, end=""))
+        if engine(stack, "up", "--yes", "--skip-preview") != 0:
+            raise OpsError(f"the rollback's update failed (see above), so the stack's config is put back as it was; "
+                           f"`python -m ops status --stack {args.stack}` shows what serves")
     except BaseException:
         # Not applied (declined, or the preview/update failed): put the stack file back as it was, so that the
         # stack's config keeps describing what runs.
@@ -121,9 +126,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             stack_file.write_text(before)
         raise
-    print(f"rolled back to release {release} (version {number}) in {time.monotonic() - started:.1f}s: "
-          f"{result.summary.resource_changes}", flush=True)
+    print(f"rolled back to release {release} (version {number}): the update took {time.monotonic() - started:.1f} s",
+          flush=True)
     return 0
+
+
+def engine(stack: auto.Stack, *command: str) -> int:
+    """`pulumi preview` or `pulumi up` for the stack, through the CLI itself with its output streamed. Not the
+    Automation API's preview()/up(): after the engine is done they read the stack's outputs and history again
+    (about 1.5 s more), which a rollback does not need; the CLI's own output says what changed."""
+    workspace = stack.workspace
+    assert isinstance(workspace, auto.LocalWorkspace)
+    return subprocess.run([workspace.pulumi_command.command, *command, "--stack", stack.name, "--color", "never"],
+                          cwd=workspace.work_dir, env={**os.environ, **(workspace.env_vars or {})}).returncode
 
 
 def parsed(value: str):

@@ -8,6 +8,7 @@ version that ran r1 under load, the guard against rebuilding a release name with
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -82,7 +83,7 @@ def test_2_rollback_to_the_version_that_ran_r1_serves_r1s_exact_images_under_loa
     assert load.failed == 0, load.detail
     assert "release-marker r1" in stack.page()
     assert stack.image_ids() == stack.ids["r1"]
-    up_seconds = float(result.stdout.rsplit(" in ", 1)[1].split("s:", 1)[0])
+    up_seconds = float(re.search(r"the update took ([0-9.]+) s", result.stdout).group(1))
     stack.figures["rollback's update"] = f"{up_seconds:.1f}s"
     # The issue asks for under 5 s; the engine's own pass, new containers turning healthy (the first probe runs
     # after the 2 s interval) and the switch take about 11 s here: measured and reported, bounded loosely.

@@ -165,9 +165,12 @@ def test_only_a_rollback_renders_the_shortcut(dev):
 
 # --- the program ----------------------------------------------------------------------------------------------
 
-def test_the_database_and_so_the_backends_start_only_after_the_pre_deploy_backup(dev):
+def test_the_database_and_every_container_of_a_release_start_only_after_the_pre_deploy_backup(dev):
     backup = dev.named("backups-pre-deploy")
     assert backup.urn in dev.named("database-postgres").dependencies
+    for role in ("backend", "web"):       # a failed backup leaves nothing of the release behind
+        for container in dev.containers()[role]:
+            assert backup.urn in container.dependencies, container.name
     assert "webstack-dev-backup:" in backup.inputs["create"]
     assert dev.outputs["backups"]["volume"] == "webstack-dev-backups"
     volume = dev.named("backups-volume")

@@ -63,7 +63,7 @@ def test_the_first_answer_to_the_edges_probe_passes_while_the_images_own_check_s
                                       {BACKEND: 1, WEB: 0})
     assert result.returncode == 0, result.stderr
     assert "generation g2 is healthy (2 containers)" in result.stdout
-    assert seconds < 3            # one retry 0.5 s later, not Docker's first health check seconds later
+    assert seconds < 3            # one retry 0.25 s later, not Docker's first health check seconds later
     assert not [c for c in calls if c.startswith("rm")]
 
 
