@@ -49,7 +49,7 @@ acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target)
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host, acme), on_target)
 # What a release waits for before it changes anything: the release command and the new backends start only
 # after these (the pre-deploy backup also runs before the database container).
-before_release: list[pulumi.Resource] = [backups.pre_deploy, database.container]
+before_release: list[pulumi.Resource] = [backups.pre_deploy, database.container, *images.before_containers]
 before_backends = list(before_release)
 if settings.backend.releaseCommand:
     release_command = ReleaseCommand("release-command", ReleaseCommandArgs(
@@ -58,7 +58,8 @@ if settings.backend.releaseCommand:
     before_backends.append(release_command.run)
 backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks, socket, database.container,
                                          app_secrets, app_volumes, depends_on=before_backends), on_target)
-web = Web("web", WebArgs(settings, images.refs["web"], networks.app, depends_on=[backups.pre_deploy]),
+web = Web("web", WebArgs(settings, images.refs["web"], networks.app,
+                         depends_on=[backups.pre_deploy, *images.before_containers]),
           on_target) if settings.frontend.enabled else None
 gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation if web else 'noweb'}",
                    [*backend.names, *([web.container_name] if web else [])],

@@ -51,6 +51,8 @@ class Images(pulumi.ComponentResource):
     database_ref: str
     builds: dict[str, docker.RemoteImage]
     refs: dict[str, pulumi.Input[str]]
+    # What a release's containers wait for from here: a rollback's check that its pinned images are still there.
+    before_containers: list[pulumi.Resource]
 
     def __init__(self, name: str, settings: Settings, host: RemoteHost, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Images", name, None, opts)
@@ -75,6 +77,14 @@ class Images(pulumi.ComponentResource):
             self.builds["acme"] = self.acme
             self.refs["acme"] = self.acme.name
         pinned = settings.pinned_images
+        self.before_containers = []
+        if pinned is not None:
+            # It depends on nothing, so it is also the first command the engine meets: the command provider
+            # starts beside the docker provider instead of after it (a rollback is that much faster).
+            ids = [pinned.backend, pinned.web]
+            self.before_containers.append(host.script(
+                f"{name}-pinned", rendering.render("host/image-pinned.sh.j2", release=pinned.release, ids=ids),
+                triggers=ids, opts=pulumi.ResourceOptions(parent=self, depends_on=list(host.ready))))
         for role, build in (("backend", settings.backend), ("web", settings.frontend)):
             if pinned is not None:
                 self.refs[role] = getattr(pinned, role)      # exactly the images this release ran before

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import shlex
+import subprocess
 import tarfile
 
 import pytest
 
-from components import contract
+from components import contract, rendering
 from tests.program import ProgramRun, is_secret, run_program
 
 CONTAINER = "docker:index/container:Container"
@@ -227,7 +229,7 @@ def test_backend_health_gate_probes_the_configured_path_from_the_edge(dev):
     script = check.inputs["create"]
     assert f"http://{backend.inputs['name']}:8000/readiness" in script
     assert f"http://{only(dev, 'web').inputs['name']}:{contract.WEB_PORT}/healthz" in script
-    assert "docker exec webstack-dev-edge curl -fsS" in script
+    assert "docker exec webstack-dev-edge sh -c" in script and "curl -fsS -o /dev/null --max-time 2 \"$url\"" in script
     assert dev.named("edge-nginx").urn in check.dependencies   # the edge probes: it must exist first
 
 
@@ -330,7 +332,7 @@ def test_a_release_image_is_guarded_and_labelled_and_pruned_once_the_release_is_
     assert gate(dev).urn in prune.dependencies and dev.named("edge-switch").urn not in prune.dependencies
 
 
-def test_a_pinned_rollback_runs_the_recorded_images_and_builds_nothing():
+def test_a_pinned_rollback_runs_the_recorded_images_and_builds_nothing(dev):
     backend_id, web_id = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     pinned = run_program("dev", {"webstack:images": {"keep": 5, "pinned": {"release": "dev-1", "backend": backend_id,
                                                                            "web": web_id}}})
@@ -338,6 +340,27 @@ def test_a_pinned_rollback_runs_the_recorded_images_and_builds_nothing():
                 if r.name in ("images-backend", "images-web")]
     assert {c.inputs["image"] for c in pinned.containers()["backend"]} == {backend_id}
     assert only(pinned, "web").inputs["image"] == web_id
+    # A check that the images are still there comes first (it waits for nothing) and every container waits for it.
+    check = pinned.named("images-pinned")
+    assert check.dependencies == [] and backend_id in check.inputs["create"] and web_id in check.inputs["create"]
+    for container in pinned.containers()["backend"] + pinned.containers()["web"]:
+        assert check.urn in container.dependencies
+    assert "images-pinned" not in {r.name for r in dev.resources}
     later = run_program("dev", {"webstack:release": "dev-2", "webstack:images": {
         "pinned": {"release": "dev-1", "backend": backend_id, "web": web_id}}})
     assert {r.name for r in later.of_type("docker:index/remoteImage:RemoteImage")} >= {"images-backend", "images-web"}
+
+
+@pytest.mark.parametrize("missing", [[], ["sha256:" + "b" * 64]])
+def test_the_pinned_images_check_names_the_images_that_are_gone(tmp_path, missing):
+    ids = ["sha256:" + "a" * 64, "sha256:" + "b" * 64]
+    script = rendering.render("host/image-pinned.sh.j2", release="r1", ids=ids)
+    docker = tmp_path / "docker"      # a stand-in engine that holds every image but `missing`
+    docker.write_text("#!/bin/sh\nfor image in $3 $4; do case \" $MISSING \" in *\" $image \"*) exit 1 ;; esac; done\n"
+                      "exit 0\n")
+    docker.chmod(0o755)
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "MISSING": " ".join(missing)})
+    assert result.returncode == (1 if missing else 0)
+    if missing:
+        assert f"the images pinned for release r1 are no longer on the target: {missing[0]}" in result.stderr

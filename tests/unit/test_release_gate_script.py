@@ -1,6 +1,7 @@
 """The release gate's shell script (templates/host/release-gate.sh.j2), run for real with `sh` against a stand-in
-`docker` that plays the target's engine: a container's state, its image's own health status and the answers to
-the edge's probe come from files the test writes, and every call is logged.
+`docker` that plays the target's engine: a container's state and its image's own health status come from files the
+test writes. The probes' script, which runs in the edge, runs here against a stand-in curl that answers from those
+files too. Every call is logged.
 """
 
 from __future__ import annotations
@@ -17,21 +18,28 @@ FAKE_DOCKER = r"""#!/bin/sh
 echo "$*" >> "$STATE/calls"
 case "$1" in
   inspect)
-    for c; do :; done                       # the container is the last argument
     case "$*" in
-      *"range .State.Health.Log"*) echo "[exit 1] health log of $c" ;;
-      *) cat "$STATE/$c.state" ;;
+      *"range .State.Health.Log"*) for c; do :; done; echo "[exit 1] health log of $c" ;;
+      *) shift 3                            # inspect -f FORMAT NAME...
+         for c; do echo "/$c $(cat "$STATE/$c.state")"; done ;;
     esac ;;
-  exec)                                     # docker exec EDGE curl ... URL
-    for url; do :; done
-    c=${url#http://}; c=${c%%:*}
-    n=$(cat "$STATE/$c.tries" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/$c.tries"
-    [ "$n" -ge "$(cat "$STATE/$c.answers-after")" ] && exit 0
-    echo "curl: (7) Failed to connect to $c port 8000" >&2; exit 7 ;;
+  exec)                                     # docker exec EDGE sh -c SCRIPT probe URL...: the script runs here
+    shift 2
+    exec "$@" ;;
   logs) for c; do :; done; echo "log line of $c"; echo "last log line" ;;
   rm) ;;
 esac
 exit 0
+"""
+
+FAKE_CURL = r"""#!/bin/sh
+echo "curl $*" >> "$STATE/calls"
+for url; do :; done
+c=${url#http://}; c=${c%%:*}
+n=$(cat "$STATE/$c.tries" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/$c.tries"
+[ "$n" -ge "$(cat "$STATE/$c.answers-after")" ] && exit 0
+echo "curl: (7) Failed to connect to $c port 8000" >&2
+exit 7
 """
 
 BACKEND, WEB = "webstack-t-backend-g2-1", "webstack-t-web-g2"
@@ -45,9 +53,10 @@ def run_gate(tmp_path: Path, states: dict[str, str], answers_after: dict[str, in
     state = tmp_path / "state"
     (tmp_path / "bin").mkdir()
     state.mkdir()
-    docker = tmp_path / "bin" / "docker"
-    docker.write_text(FAKE_DOCKER)
-    docker.chmod(docker.stat().st_mode | stat.S_IXUSR)
+    for name, text in (("docker", FAKE_DOCKER), ("curl", FAKE_CURL)):
+        tool = tmp_path / "bin" / name
+        tool.write_text(text)
+        tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
     for name, value in states.items():
         (state / f"{name}.state").write_text(value + "\n")
         (state / f"{name}.answers-after").write_text(str(answers_after[name]))
@@ -65,6 +74,10 @@ def test_the_first_answer_to_the_edges_probe_passes_while_the_images_own_check_s
     assert "generation g2 is healthy (2 containers)" in result.stdout
     assert seconds < 3            # one retry 0.25 s later, not Docker's first health check seconds later
     assert not [c for c in calls if c.startswith("rm")]
+    # Two rounds (the web answered in the first), each one `docker inspect` and one `docker exec` for all containers.
+    commands = [c.split()[0] for c in calls if c.split()[:1] in (["inspect"], ["exec"], ["logs"], ["rm"])]
+    assert commands == ["inspect", "exec", "inspect", "exec"]
+    assert calls[0].startswith("inspect -f") and calls[0].endswith(f"{BACKEND} {WEB}")
 
 
 def test_an_image_health_check_that_says_unhealthy_fails_even_when_the_probe_answers(tmp_path):
