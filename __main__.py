@@ -23,7 +23,6 @@ from components.release_gate import ReleaseGate
 from components.remote_host import RemoteHost
 from components.settings_loader import settings_from_pulumi
 from components.socket_volume import SocketVolume
-from components.standby import Standby
 from components.web import Web, WebArgs
 
 settings = settings_from_pulumi(Path(__file__).resolve().parent)
@@ -72,8 +71,6 @@ switch = edge.route_to(backend, web, certificates, gate)
 if acme:
     acme.issue_after(switch, host, settings)
 images.prune_after(gate.check)
-# The previous `standby` generations keep running, not served: a rollback to one of them is only the switch.
-standby = Standby("standby", settings, backend, web, images.refs, switched=switch)
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)
@@ -82,5 +79,4 @@ pulumi.export("containers", {"database": database.container.name, "edge": edge.c
                              **({"acme": acme.container_name} if acme else {})})
 pulumi.export("dataVolume", database.data_volume.name)
 pulumi.export("appVolumes", backend.app_volumes)
-pulumi.export("generations", standby.record)
 pulumi.export("backups", {"image": images.backup_ref, "volume": backups.volume.name, "appVolumes": app_volumes.names})

@@ -11,9 +11,8 @@ import pulumi_docker as docker
 from . import contract, rendering
 from .app_secrets import AppSecrets
 from .app_volumes import AppVolumes
-from .images import release_context_digest
+from .images import context_digest
 from .hardening import hardened
-from .release_options import release_container_options
 from .networks import Networks
 from .settings import Settings
 from .socket_volume import SocketVolume
@@ -42,9 +41,7 @@ def generation(settings: Settings) -> str:
     container name): a changed secret takes effect with the next release.
     """
     pinned = settings.pinned_images
-    # The context's digest, built or pinned (a pin from before pins carried it names the image ID instead).
-    code = (pinned.backendContext or pinned.backend) if pinned else release_context_digest(settings,
-                                                                                            settings.backend)
+    code = pinned.backend if pinned else context_digest(settings.context_path(settings.backend))
     spec = (settings.backend.spec(), settings.database.name, settings.database.user, code)
     return f"{settings.release}-{rendering.digest(spec)}"
 
@@ -71,39 +68,25 @@ class Backend(pulumi.ComponentResource):
     def __init__(self, name: str, args: BackendArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Backend", name, None, opts)
         settings, backend = args.settings, args.settings.backend
-        self._args = args
         self.generation = generation(settings)
         self.app_volumes = list(args.volumes.names)
-        self.names = [f"{settings.name_prefix}-backend-{self.generation}-{i}" for i in range(1, backend.replicas + 1)]
-        self.containers = self._declare(self.generation, self.names, args.image, settings.release)
-        self.register_outputs({"generation": self.generation, "containerNames": self.names,
-                               "appVolumes": self.app_volumes})
-
-    def keep_warm(self, generation_name: str, names: Sequence[str], image: str, release: str) -> list[docker.Container]:
-        """Declare an earlier generation's containers again, as they run (components/standby.py)."""
-        return self._declare(generation_name, names, image, release, standby=True)
-
-    def _declare(self, generation_name: str, names: Sequence[str], image: pulumi.Input[str], release: str,
-                 standby: bool = False) -> list[docker.Container]:
-        args = self._args
-        settings = args.settings
         networks = [args.networks.data, args.networks.app]
         if args.networks.egress is not None:
             networks.append(args.networks.egress)
-        containers = []
-        for i, container_name in enumerate(names, start=1):
-            inputs = dict(
-                name=container_name, image=image, envs=args.secrets.envs(),
+        self.names = [f"{settings.name_prefix}-backend-{self.generation}-{i}" for i in range(1, backend.replicas + 1)]
+        self.containers = [
+            docker.Container(
+                f"{name}-{self.generation}-{i}", name=container_name, image=args.image, envs=args.secrets.envs(),
                 group_adds=[str(contract.DBSOCK_GID)],   # the socket directory's group: grants the connection
                 mounts=[args.socket.mount("Backend"), *args.volumes.mounts()],
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n.name) for n in networks],
                 **hardened(settings, "backend", user=f"{contract.BACKEND_UID}:{contract.BACKEND_UID}",
-                           memory_mb=settings.backend.memoryMb, release=release, wait=False))
-            containers.append(docker.Container(
-                f"{self._name}-{generation_name}-{i}", **inputs,
+                           memory_mb=backend.memoryMb, release=settings.release, wait=False),
                 # A secret's new value alone is no new generation (see `generation`): it waits for the next
-                # release instead of replacing these containers.
-                opts=release_container_options(self, inputs, standby, depends_on=[
-                    args.database, *args.volumes.owner, *args.depends_on])))
-        return containers
-
+                # release instead of replacing these containers delete-first.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database, *args.volumes.owner,
+                                                                     *args.depends_on],
+                                            ignore_changes=["envs"]))
+            for i, container_name in enumerate(self.names, start=1)]
+        self.register_outputs({"generation": self.generation, "containerNames": self.names,
+                               "appVolumes": self.app_volumes})

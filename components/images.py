@@ -34,13 +34,6 @@ def context_digest(context: Path, extra: dict[str, str] | None = None) -> str:
 RELEASE_ROLES = ("backend", "web")
 
 
-def release_context_digest(settings: Settings, build: Build) -> str:
-    """What a release image is labelled with (`webstack.context`): the digest of its context and build arguments.
-    A generation is named after it whether the image is built now or pinned by a rollback (which reads it back
-    from the label), so a rollback to a release whose containers are in standby finds them running."""
-    return context_digest(settings.context_path(build), {"BASE_IMAGE": settings.baseImage})
-
-
 class Images(pulumi.ComponentResource):
     """One docker.RemoteImage per service, built from containers/ (or the user's own contexts) FROM `baseImage`.
 
@@ -97,14 +90,14 @@ class Images(pulumi.ComponentResource):
                 self.refs[role] = getattr(pinned, role)      # exactly the images this release ran before
             else:
                 self.builds[role] = self._release_image(role, build)
-                # The ID, as a pinned release has it: a rollback declares exactly these containers again.
-                self.refs[role] = self.builds[role].image_id
+                self.refs[role] = self.builds[role].name
         self.register_outputs({role: ref for role, ref in self.refs.items()})
 
     def _release_image(self, role: str, build: Build) -> docker.RemoteImage:
         context = self._settings.context_path(build)
+        args = {"BASE_IMAGE": self._settings.baseImage}
         tag = f"{self._settings.name_prefix}-{role}:{self._settings.release}"
-        digest = release_context_digest(self._settings, build)
+        digest = context_digest(context, args)
         guard = self._host.script(
             f"{self._name}-{role}-guard",
             rendering.render("host/image-guard.sh.j2", tag=tag, digest=digest, role=role,

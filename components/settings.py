@@ -348,26 +348,12 @@ class Frontend(Build):
 IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-CONTEXT_DIGEST = re.compile(r"[0-9a-f]{12}")
-
-
 class PinnedImages(Model):
     """The exact images of one release, set by `python -m ops rollback`: the release runs them, not a build."""
 
     release: str
     backend: str
     web: str
-    # The digests of the contexts they were built from (their `webstack.context` labels): a pinned release is the
-    # same generation as when it was built, so a rollback to a release in standby finds its containers running.
-    backendContext: Optional[str] = None
-    webContext: Optional[str] = None
-
-    @field_validator("backendContext", "webContext")
-    @classmethod
-    def _digest(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not CONTEXT_DIGEST.fullmatch(v):
-            raise ValueError(f"'{v}' is not a context digest (12 hex digits)")
-        return v
 
     @field_validator("backend", "web")
     @classmethod
@@ -404,9 +390,6 @@ class Settings(Model):
     backend: Backend = Backend()
     frontend: Frontend = Frontend()
     images: Images = Images()
-    # Previous releases whose containers keep running, not served, so that a rollback to one of them is only an
-    # edge switch (components/standby.py). Each costs its containers' memory.
-    standby: int = Field(0, ge=0, le=3)
 
     @field_validator("stack")
     @classmethod

@@ -19,11 +19,11 @@ from .settings import FieldProblem, Settings, check_build, check_provided_tls, p
 
 NAMESPACE = "webstack"
 OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend", "images")
-SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage", "standby")
-INTEGER_KEYS = ("httpPort", "httpsPort", "standby")
+SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage")
+INTEGER_KEYS = ("httpPort", "httpsPort")
 SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey"),
                  "database": ("offsite.accessKeyId", "offsite.secretAccessKey")}
-EXAMPLES = {"release": "v1", "standby": "1", "target.hostKey": "\"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"", "httpPort": "8080", "httpsPort": "8443", "domain": "example.com",
+EXAMPLES = {"release": "v1", "target.hostKey": "\"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"", "httpPort": "8080", "httpsPort": "8443", "domain": "example.com",
             "publishAddress": "127.0.0.1", "target.kind": "ssh", "target.host": "203.0.113.10",
             "tls.mode": "self-signed", "backend.replicas": "2", "backend.port": "8000",
             "backend.pathPrefix": "/api", "backend.egress": "true", "backend.stripPrefix": "false",

@@ -9,9 +9,8 @@ import pulumi
 import pulumi_docker as docker
 
 from . import contract, rendering
-from .images import release_context_digest
+from .images import context_digest
 from .hardening import hardened, healthcheck
-from .release_options import release_container_options
 from .settings import Settings
 
 
@@ -29,7 +28,7 @@ class WebArgs:
 def generation(settings: Settings) -> str:
     """`<release>-<digest>`: a new release, frontend setting or code change is a new resource, as for the backend."""
     pinned = settings.pinned_images
-    code = (pinned.webContext or pinned.web) if pinned else release_context_digest(settings, settings.frontend)
+    code = pinned.web if pinned else context_digest(settings.context_path(settings.frontend))
     spec = (settings.frontend.model_dump(), code)
     return f"{settings.release}-{rendering.digest(spec)}"
 
@@ -44,27 +43,16 @@ class Web(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WebArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("webstack:components:Web", name, None, opts)
-        self._args = args
         settings = args.settings
         self.generation = generation(settings)
         self.container_name = f"{settings.name_prefix}-web-{self.generation}"
         # Where the release gate asks for its health from inside the edge (its own check is slower to start).
         self.probe_url = f"http://{self.container_name}:{contract.WEB_PORT}/healthz"
-        self.container = self._declare(self.generation, self.container_name, args.image, settings.release)
-        self.register_outputs({"generation": self.generation, "containerName": self.container_name})
-
-    def keep_warm(self, generation_name: str, container_name: str, image: str, release: str) -> docker.Container:
-        """Declare an earlier generation's container again, as it runs (components/standby.py)."""
-        return self._declare(generation_name, container_name, image, release, standby=True)
-
-    def _declare(self, generation_name: str, container_name: str, image: pulumi.Input[str], release: str,
-                 standby: bool = False) -> docker.Container:
-        args = self._args
-        inputs = dict(
-            name=container_name, image=image,
+        self.container = docker.Container(
+            f"{name}-{self.generation}-nginx", name=self.container_name, image=args.image,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{contract.WEB_PORT}/healthz"]),
-            **hardened(args.settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,
-                       release=release, wait=False))
-        return docker.Container(f"{self._name}-{generation_name}-nginx", **inputs,
-                                opts=release_container_options(self, inputs, standby, depends_on=args.depends_on))
+            **hardened(settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,
+                       release=settings.release, wait=False),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)))
+        self.register_outputs({"generation": self.generation, "containerName": self.container_name})

@@ -19,7 +19,6 @@ import yaml
 from pulumi import automation as auto
 
 from components.images import RELEASE_ROLES
-from components.settings import CONTEXT_DIGEST
 from components.settings_loader import NAMESPACE
 from ops import stack as stacks
 from ops.errors import OpsError
@@ -67,26 +66,21 @@ def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int,
 
 
 def release_images(target: Target, release: str) -> dict[str, str]:
-    """The pin of `release`'s images on the target: per role its image ID, and `<role>Context`, the digest of the
-    context it was built from (its label). Refuses when one is gone."""
-    found: dict[str, tuple[str, str]] = {}
+    """The image IDs of `release` on the target, per role; refuses when one is gone."""
+    found: dict[str, str] = {}
     ids = target.docker("image", "ls", "-q", "--no-trunc", "--filter", f"label=webstack.stack={target.settings.stack}",
                         "--filter", f"label=webstack.release={release}").split()
     if ids:   # newest first, as `docker image ls` sorts them
-        for line in target.docker("image", "inspect", "-f", '{{.Id}} {{index .Config.Labels "webstack.role"}} '
-                                  '{{index .Config.Labels "webstack.context"}}', *ids).splitlines():
-            image_id, role, context = (line.split() + ["", ""])[:3]
-            found.setdefault(role, (image_id, context))
+        for line in target.docker("image", "inspect", "-f", '{{.Id}} {{index .Config.Labels "webstack.role"}}',
+                                  *ids).splitlines():
+            image_id, _, role = line.partition(" ")
+            found.setdefault(role, image_id)
     missing = [role for role in RELEASE_ROLES if role not in found]
     if missing:
         raise OpsError(f"the {' and '.join(missing)} image(s) of release {release!r} are no longer on the target "
                        f"(only the newest images.keep={target.settings.images.keep} releases are kept): check out "
                        "that release's code and deploy it under a new release name instead")
-    pin = {role: found[role][0] for role in RELEASE_ROLES}
-    for role in RELEASE_ROLES:
-        if CONTEXT_DIGEST.fullmatch(found[role][1]):    # images built before they were labelled have none
-            pin[f"{role}Context"] = found[role][1]
-    return pin
+    return {role: found[role] for role in RELEASE_ROLES}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,8 +36,6 @@ class Registration:
     retain_on_delete: bool
     dependencies: list[str]
     custom: bool
-    ignore_changes: list[str] = field(default_factory=list)
-    delete_before_replace: bool = False
 
 
 @dataclass
@@ -80,23 +78,16 @@ class RecordingMonitor(MockMonitor):
                     urn=response.urn, type=request.type, name=request.name, inputs=plain,
                     secret_inputs=rpc.deserialize_properties(request.object), parent=request.parent,
                     provider=request.provider, protect=request.protect, retain_on_delete=request.retainOnDelete,
-                    dependencies=list(request.dependencies), custom=request.custom,
-                    ignore_changes=list(request.ignoreChanges), delete_before_replace=request.deleteBeforeReplace))
+                    dependencies=list(request.dependencies), custom=request.custom))
         return response
 
 
 class ProgramMocks(pulumi.runtime.Mocks):
-    """Returns what the real providers would add to the state: names, image ids, generated certificates; and, for
-    a StackReference, `previous`: the outputs of the stack's last update."""
-
-    def __init__(self, previous: Mapping[str, Any] | None = None):
-        self.previous = dict(previous or {})
+    """Returns what the real providers would add to the state: names, image ids, generated certificates."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
-        if args.typ == "pulumi:pulumi:StackReference":
-            state["outputs"] = self.previous
-        elif args.typ == "docker:index/remoteImage:RemoteImage":
+        if args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = "sha256:" + "0" * 64
         elif args.typ == "pulumi-python:dynamic:Resource" and "domain" in state:
             state["certPem"], state["keyPem"] = self_signed.generate(state["domain"])
@@ -116,15 +107,12 @@ def is_secret(value: Any) -> bool:
 
 
 def run_program(stack: str, overrides: Mapping[str, Any] | None = None,
-                secret_overrides: Mapping[str, Any] | None = None,
-                previous_outputs: Mapping[str, Any] | None = None) -> ProgramRun:
-    """Run __main__.py for `stack`; exceptions from the program (ConfigError included) propagate.
-    previous_outputs: the stack's outputs as its last update left them (what the program reads of itself)."""
+                secret_overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+    """Run __main__.py for `stack`; exceptions from the program (ConfigError included) propagate."""
     config, secret_keys = load_stack_config(stack, overrides, secret_overrides)
-    mocks = ProgramMocks(previous_outputs)
-    monitor = RecordingMonitor(mocks)
+    monitor = RecordingMonitor(ProgramMocks())
     set_root_resource(None)
-    pulumi.runtime.set_mocks(mocks, project="webstack", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(ProgramMocks(), project="webstack", stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
