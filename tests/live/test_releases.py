@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -40,14 +41,14 @@ class ReleaseStack(LiveStack):
         with urllib.request.urlopen(self.url + "/", context=TLS, timeout=10) as response:
             return response.read().decode()
 
+    def live(self) -> dict[str, str]:
+        """The containers the stack's outputs say the edge serves, per role."""
+        containers = self.engine.stack.outputs()["containers"].value
+        return {"backend": containers["backend"][0], "web": containers["web"]}
+
     def image_ids(self) -> dict[str, str]:
-        ids = {}
-        for role in ("backend", "web"):
-            names = self.containers(role)
-            assert len(names) == 1, names
-            ids[role] = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", names[0]], capture_output=True,
-                                       text=True, check=True).stdout.strip()
-        return ids
+        return {role: subprocess.run(["docker", "inspect", "-f", "{{.Image}}", name], capture_output=True, text=True,
+                                     check=True).stdout.strip() for role, name in self.live().items()}
 
     def version_of(self, release: str) -> int:
         return rollback.version_of(self.engine.history(), release)
@@ -70,12 +71,35 @@ def test_1_three_releases_with_different_code_each_keep_their_own_images(stack):
     assert len({ids["web"] for ids in stack.ids.values()}) == 3
 
 
+class FirstSeen(threading.Thread):
+    """Fetches the page every 0.1 s until it holds `marker`: `at` is when it first did (time.monotonic())."""
+
+    def __init__(self, stack: ReleaseStack, marker: str):
+        super().__init__(daemon=True)
+        self.stack, self.marker, self.at = stack, marker, None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                if self.marker in self.stack.page():
+                    self.at = time.monotonic()
+                    return
+            except OSError:
+                pass
+            self.stopped.wait(0.1)
+
+
 def test_2_rollback_to_the_version_that_ran_r1_serves_r1s_exact_images_under_load(stack):
     stack.write_code("r4-not-released")          # the working tree moved on: a rollback must not build it
     loads = stack.load()
+    served = FirstSeen(stack, "release-marker r1")
     started = time.monotonic()
+    served.start()
     result = stack.engine.ops("rollback", "--to", str(stack.version_of("r1")), "--yes")
-    seconds = time.monotonic() - started
+    ended = time.monotonic()
+    seconds = ended - started
+    served.stopped.set()
     load = stop_all(loads)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stack.figures["rollback to r1 (command, images on the target)"] = \
@@ -84,9 +108,12 @@ def test_2_rollback_to_the_version_that_ran_r1_serves_r1s_exact_images_under_loa
     assert "release-marker r1" in stack.page()
     assert stack.image_ids() == stack.ids["r1"]
     up_seconds = float(re.search(r"the update took ([0-9.]+) s", result.stdout).group(1))
-    stack.figures["rollback's update"] = f"{up_seconds:.1f}s"
-    # The issue asks for under 5 s; the engine's own pass, new containers turning healthy (the first probe runs
-    # after the 2 s interval) and the switch take about 11 s here: measured and reported, bounded loosely.
+    assert served.at is not None
+    stack.figures["rollback's update"] = (f"{up_seconds:.1f}s; r1 served {served.at - (ended - up_seconds):.1f}s "
+                                          "after the update started (then the old containers are removed)")
+    # The issue asks for under 5 s. The engine's own pass (about 2.5 s before the first step here), creating the
+    # containers, the gate, the switch and removing the old containers take about 5-6 s under this load: measured
+    # and reported in the closing note, bounded loosely here.
     assert up_seconds < 30, result.stdout[-2000:]
     history = stack.engine.history()
     assert history[0].config["webstack:release"].value == "r1"
