@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # the reader went away (`ops rollback --list | head`): nothing left to say
+        sys.stdout = None
+        return 0
 
 
 if __name__ == "__main__":
