@@ -34,6 +34,11 @@ def context_digest(context: Path, extra: dict[str, str] | None = None) -> str:
 RELEASE_ROLES = ("backend", "web")
 
 
+def release_roles(settings: Settings) -> tuple[str, ...]:
+    """The images a release builds: a backend-only app (`frontend.enabled: false`) has no web image."""
+    return RELEASE_ROLES if settings.frontend.enabled else ("backend",)
+
+
 class Images(pulumi.ComponentResource):
     """One docker.RemoteImage per service, built from containers/ (or the user's own contexts) FROM `baseImage`.
 
@@ -77,15 +82,17 @@ class Images(pulumi.ComponentResource):
             self.builds["acme"] = self.acme
             self.refs["acme"] = self.acme.name
         pinned = settings.pinned_images
+        roles = release_roles(settings)
         self.before_containers = []
         if pinned is not None:
             # It depends on nothing, so it is also the first command the engine meets: the command provider
             # starts beside the docker provider instead of after it (a rollback is that much faster).
-            ids = [pinned.backend, pinned.web]
+            ids = [getattr(pinned, role) for role in roles]
             self.before_containers.append(host.script(
                 f"{name}-pinned", rendering.render("host/image-pinned.sh.j2", release=pinned.release, ids=ids),
                 triggers=ids, opts=pulumi.ResourceOptions(parent=self, depends_on=list(host.ready))))
-        for role, build in (("backend", settings.backend), ("web", settings.frontend)):
+        for role in roles:
+            build = settings.backend if role == "backend" else settings.frontend
             if pinned is not None:
                 self.refs[role] = getattr(pinned, role)      # exactly the images this release ran before
             else:

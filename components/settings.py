@@ -353,12 +353,12 @@ class PinnedImages(Model):
 
     release: str
     backend: str
-    web: str
+    web: Optional[str] = None   # none for a backend-only app (frontend.enabled: false)
 
     @field_validator("backend", "web")
     @classmethod
-    def _image_id(cls, v: str) -> str:
-        if not IMAGE_ID.fullmatch(v):
+    def _image_id(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not IMAGE_ID.fullmatch(v):
             raise ValueError(f"'{v}' is not an image ID (sha256:<64 hex digits>)")
         return v
 
@@ -430,6 +430,10 @@ class Settings(Model):
         if self.frontend.enabled and self.backend.pathPrefix == "/":
             raise FieldProblem("backend.pathPrefix", "is '/', but the frontend serves '/'; use a prefix like "
                                "'/api', or set frontend.enabled to false for a backend-only app")
+        pinned = self.pinned_images
+        if pinned is not None and self.frontend.enabled and pinned.web is None:
+            raise FieldProblem("images.pinned.web", f"is missing, but release {pinned.release} has a frontend: "
+                               "roll back with `python -m ops rollback`, which pins both images")
         return self
 
     @property

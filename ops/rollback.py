@@ -65,8 +65,8 @@ def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int,
     return version, chosen
 
 
-def release_images(target: Target, release: str) -> dict[str, str]:
-    """The image IDs of `release` on the target, per role; refuses when one is gone."""
+def release_images(target: Target, release: str, roles: tuple[str, ...] = RELEASE_ROLES) -> dict[str, str]:
+    """The image IDs of `release` on the target, per role in `roles`; refuses when one is gone."""
     found: dict[str, str] = {}
     ids = target.docker("image", "ls", "-q", "--no-trunc", "--filter", f"label=webstack.stack={target.settings.stack}",
                         "--filter", f"label=webstack.release={release}").split()
@@ -75,12 +75,12 @@ def release_images(target: Target, release: str) -> dict[str, str]:
                                   *ids).splitlines():
             image_id, _, role = line.partition(" ")
             found.setdefault(role, image_id)
-    missing = [role for role in RELEASE_ROLES if role not in found]
+    missing = [role for role in roles if role not in found]
     if missing:
         raise OpsError(f"the {' and '.join(missing)} image(s) of release {release!r} are no longer on the target "
                        f"(only the newest images.keep={target.settings.images.keep} releases are kept): check out "
                        "that release's code and deploy it under a new release name instead")
-    return {role: found[role] for role in RELEASE_ROLES}
+    return {role: found[role] for role in roles}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,13 +98,13 @@ def run(args: argparse.Namespace) -> int:
         raise OpsError(f"version {number} has no {release_key} in its config")
     release = config[release_key].value
     target = Target(settings_of(stack))
-    images = release_images(target, release)
+    images = release_images(target, release, RELEASE_ROLES if has_frontend(config) else ("backend",))
     pinned = {"release": release, **images}
     images_key = f"{NAMESPACE}:images"
     previous_images = parsed(config[images_key].value) if images_key in config else {}
     config[images_key] = auto.ConfigValue(json.dumps({**previous_images, "pinned": pinned}))
     print(f"rolling back stack {args.stack} to version {number} (release {release}, "
-          f"backend {images['backend'][7:19]}, web {images['web'][7:19]})", flush=True)
+          + ", ".join(f"{role} {image[7:19]}" for role, image in images.items()) + ")", flush=True)
 
     stack_file = stacks.PROJECT_DIR / f"Pulumi.{stack.name}.yaml"
     before = stack_file.read_text() if stack_file.exists() else None
@@ -139,6 +139,15 @@ def engine(stack: auto.Stack, *command: str) -> int:
     assert isinstance(workspace, auto.LocalWorkspace)
     return subprocess.run([workspace.pulumi_command.command, *command, "--stack", stack.name, "--color", "never"],
                           cwd=workspace.work_dir, env={**os.environ, **(workspace.env_vars or {})}).returncode
+
+
+def has_frontend(config: dict[str, auto.ConfigValue]) -> bool:
+    """Whether the version's config runs a frontend (a backend-only app has no web image to pin). Its values may
+    be strings ("false"), as `pulumi config set --path` stores them; the settings read them the same way."""
+    key = f"{NAMESPACE}:frontend"
+    frontend = parsed(config[key].value) if key in config else {}
+    enabled = frontend.get("enabled", True) if isinstance(frontend, dict) else True
+    return str(enabled).strip().lower() not in ("false", "0", "no", "off")
 
 
 def parsed(value: str):

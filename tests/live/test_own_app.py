@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from ops import rollback
 from tests.live.engine import EngineFailed
 from tests.live.loadgen import Load, stop_all
 from tests.live.support import remove_by_prefix, require_docker, show_figures
@@ -159,9 +161,13 @@ def test_1_a_node_backend_without_python_or_curl_deploys_with_secrets_migrations
     stack.figures["cold deploy r1"] = f"{result.seconds:.1f}s, {result.changes}"
     backend = result.outputs["containers"]["backend"][0]
     assert result.outputs["containers"]["web"] is None and result.outputs["appVolumes"] == [f"{PREFIX}vol-media"]
+    # A backend-only app builds no web image.
+    assert not docker("image", "ls", "-q", "--filter", f"label=webstack.stack={STACK}", "--filter",
+                      "label=webstack.role=web").split()
 
     # The image holds neither python nor curl: the gate probed it from the edge.
     image = docker("inspect", "-f", "{{.Image}}", backend).strip()
+    stack.r1_image = image
     created = docker("create", image).strip()
     try:
         export = subprocess.Popen(["docker", "export", created], stdout=subprocess.PIPE)
@@ -287,6 +293,17 @@ def test_5_without_egress_the_backend_has_no_way_out(stack, outside):
     assert f"{PREFIX}egress" not in stack.networks_of(backend)
     assert docker("network", "ls", "-q", "--filter", f"name=^{PREFIX}egress$").strip() == ""
     assert stack.get("/release-runs") == ["r1", "r2", "r5"]
+
+
+def test_5b_a_backend_only_app_rolls_back_to_r1s_image_and_config(stack, outside):
+    result = stack.engine.ops("rollback", "--to", str(rollback.version_of(stack.engine.history(), "r1")), "--yes")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "(release r1, backend " in result.stdout and ", web " not in result.stdout   # no web image to pin
+    stack.figures["rollback to r1 (backend only)"] = re.search(r"the update took [0-9.]+ s", result.stdout).group(0)
+    backend = stack.engine.stack.outputs()["containers"].value["backend"][0]
+    assert docker("inspect", "-f", "{{.Image}}", backend).strip() == stack.r1_image
+    assert stack.get(f"/egress?url={outside.url}")["ok"] is True          # r1's config: egress on again
+    assert stack.get("/release-runs")[-1] == "r1"                        # its release command ran again
 
 
 @pytest.fixture(scope="module")

@@ -236,3 +236,45 @@ def test_the_release_command_hands_every_value_to_docker_unchanged(tmp_path):
     assert run.returncode == 0, run.stderr
     assert json.loads(record.read_text()) == values
     assert "succeeded" in run.stdout
+
+
+# --- a backend-only app builds and pins no web image -------------------------------------------------------------
+
+def test_a_backend_only_app_builds_no_web_image(own_app):
+    images = {r.name for r in own_app.of_type("docker:index/remoteImage:RemoteImage")}
+    assert "images-backend" in images and "images-web" not in images
+    assert "images-web-guard" not in {r.name for r in own_app.resources}
+    assert not own_app.containers().get("web")
+
+
+def test_a_backend_only_app_with_no_frontend_directory_deploys():
+    run = run_program("dev", {"webstack:frontend": {"enabled": False, "context": "no/such/dir"}})
+    assert not [r for r in run.of_type("docker:index/remoteImage:RemoteImage")
+                if "no/such/dir" in str(r.inputs.get("build", {}).get("context"))]
+
+
+def test_a_backend_only_rollback_pins_and_checks_the_backend_image_alone():
+    backend_id = "sha256:" + "a" * 64
+    run = run_program("dev", {"webstack:frontend": {"enabled": False},
+                              "webstack:images": {"pinned": {"release": "dev-1", "backend": backend_id}}})
+    assert {c.inputs["image"] for c in run.containers()["backend"]} == {backend_id}
+    check = run.named("images-pinned").inputs["create"]
+    assert backend_id in check and "None" not in check
+
+
+def test_a_pinned_release_with_a_frontend_needs_its_web_image():
+    found = problems({"images": {"pinned": {"release": "v1", "backend": "sha256:" + "a" * 64}}})
+    assert "images.pinned.web" in found and "python -m ops rollback" in found["images.pinned.web"], found
+
+
+@pytest.mark.parametrize("frontend, expected", [(None, True), ('{"enabled": true}', True),
+                                                ('{"enabled": false}', False), ('{"enabled": "false"}', False),
+                                                ('{"context": "web"}', True)])
+def test_the_rollback_pins_a_web_image_only_where_the_version_ran_a_frontend(frontend, expected):
+    from pulumi import automation as auto
+
+    from ops import rollback
+    config = {"webstack:release": auto.ConfigValue("v1")}
+    if frontend is not None:
+        config["webstack:frontend"] = auto.ConfigValue(frontend)
+    assert rollback.has_frontend(config) is expected
