@@ -47,9 +47,11 @@ database = Database("database", DatabaseArgs(settings, images.database, networks
                                              after=[backups.pre_deploy]), on_target)
 acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host, acme), on_target)
-# What a release waits for before it changes anything: the release command and the new backends start only
-# after these (the pre-deploy backup also runs before the database container).
-before_release: list[pulumi.Resource] = [backups.pre_deploy, database.container, *images.before_containers]
+# What a release waits for before it changes anything: none of its containers starts before the pre-deploy backup
+# (which also runs before the database container) and a rollback's check that its images are there; the release
+# command and the new backends also wait for the database.
+before_containers: list[pulumi.Resource] = [backups.pre_deploy, *images.before_containers]
+before_release = [*before_containers, database.container]
 before_backends = list(before_release)
 if settings.backend.releaseCommand:
     release_command = ReleaseCommand("release-command", ReleaseCommandArgs(
@@ -58,8 +60,7 @@ if settings.backend.releaseCommand:
     before_backends.append(release_command.run)
 backend = Backend("backend", BackendArgs(settings, images.refs["backend"], networks, socket, database.container,
                                          app_secrets, app_volumes, depends_on=before_backends), on_target)
-web = Web("web", WebArgs(settings, images.refs["web"], networks.app,
-                         depends_on=[backups.pre_deploy, *images.before_containers]),
+web = Web("web", WebArgs(settings, images.refs["web"], networks.app, depends_on=before_containers),
           on_target) if settings.frontend.enabled else None
 gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation if web else 'noweb'}",
                    [*backend.names, *([web.container_name] if web else [])],

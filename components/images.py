@@ -18,7 +18,7 @@ import pulumi_docker as docker
 
 from . import rendering
 from .remote_host import Command, RemoteHost
-from .settings import Build, Settings
+from .settings import Build, Frontend, Settings
 
 
 def context_digest(context: Path, extra: dict[str, str] | None = None) -> str:
@@ -34,9 +34,9 @@ def context_digest(context: Path, extra: dict[str, str] | None = None) -> str:
 RELEASE_ROLES = ("backend", "web")
 
 
-def release_roles(settings: Settings) -> tuple[str, ...]:
+def release_roles(frontend: Frontend) -> tuple[str, ...]:
     """The images a release builds: a backend-only app (`frontend.enabled: false`) has no web image."""
-    return RELEASE_ROLES if settings.frontend.enabled else ("backend",)
+    return RELEASE_ROLES if frontend.enabled else ("backend",)
 
 
 class Images(pulumi.ComponentResource):
@@ -82,7 +82,7 @@ class Images(pulumi.ComponentResource):
             self.builds["acme"] = self.acme
             self.refs["acme"] = self.acme.name
         pinned = settings.pinned_images
-        roles = release_roles(settings)
+        roles = release_roles(settings.frontend)
         self.before_containers = []
         if pinned is not None:
             # It depends on nothing, so it is also the first command the engine meets: the command provider

@@ -16,9 +16,11 @@ import sys
 import time
 
 import yaml
+from pydantic import ValidationError
 from pulumi import automation as auto
 
-from components.images import RELEASE_ROLES
+from components.images import RELEASE_ROLES, release_roles
+from components.settings import Frontend
 from components.settings_loader import NAMESPACE
 from ops import stack as stacks
 from ops.errors import OpsError
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise OpsError(f"version {number} has no {release_key} in its config")
     release = config[release_key].value
     target = Target(settings_of(stack))
-    images = release_images(target, release, RELEASE_ROLES if has_frontend(config) else ("backend",))
+    images = release_images(target, release, release_roles(frontend_of(config)))
     pinned = {"release": release, **images}
     images_key = f"{NAMESPACE}:images"
     previous_images = parsed(config[images_key].value) if images_key in config else {}
@@ -141,13 +143,15 @@ def engine(stack: auto.Stack, *command: str) -> int:
                           cwd=workspace.work_dir, env={**os.environ, **(workspace.env_vars or {})}).returncode
 
 
-def has_frontend(config: dict[str, auto.ConfigValue]) -> bool:
-    """Whether the version's config runs a frontend (a backend-only app has no web image to pin). Its values may
-    be strings ("false"), as `pulumi config set --path` stores them; the settings read them the same way."""
+def frontend_of(config: dict[str, auto.ConfigValue]) -> Frontend:
+    """The version's frontend settings, read by the settings' own model (a backend-only app has no web image to
+    pin). Config it cannot read counts as the default, a frontend: then both images are pinned, or it says which
+    is gone."""
     key = f"{NAMESPACE}:frontend"
-    frontend = parsed(config[key].value) if key in config else {}
-    enabled = frontend.get("enabled", True) if isinstance(frontend, dict) else True
-    return str(enabled).strip().lower() not in ("false", "0", "no", "off")
+    try:
+        return Frontend.model_validate(parsed(config[key].value) if key in config else {})
+    except ValidationError:
+        return Frontend()
 
 
 def parsed(value: str):

@@ -277,4 +277,4 @@ def test_the_rollback_pins_a_web_image_only_where_the_version_ran_a_frontend(fro
     config = {"webstack:release": auto.ConfigValue("v1")}
     if frontend is not None:
         config["webstack:frontend"] = auto.ConfigValue(frontend)
-    assert rollback.has_frontend(config) is expected
+    assert rollback.frontend_of(config).enabled is expected
