@@ -14,15 +14,69 @@ ensure_venv() {
   fi
 }
 
+# As root, nothing; otherwise passwordless sudo, when there is one. Empty output and status 1: neither.
+as_root_prefix() {
+  if [ "$(id -u)" = 0 ]; then return 0; fi
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then echo sudo; return 0; fi
+  return 1
+}
+
+# Installs the Debian packages named that are not installed yet (Debian and Ubuntu, as root or with passwordless
+# sudo). Anywhere else it says exactly what to install, and fails.
+ensure_packages() {
+  local missing=() pkg
+  if command -v dpkg-query >/dev/null; then
+    for pkg in "$@"; do
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+  fi
+  case "$(uname -s)" in
+    Darwin) echo "unsupported: macOS (Docker Desktop, Finch, colima). The base image is built with debootstrap and the" >&2
+            echo "             engine must be Linux: run webstack on a Debian/Ubuntu machine or VM." >&2
+            return 1 ;;
+  esac
+  if ! command -v apt-get >/dev/null; then
+    echo "missing: webstack's set-up knows Debian and Ubuntu. Here, install by hand: a Docker engine (running)," >&2
+    echo "         debootstrap with Debian's archive keyring, iptables, python3 with venv, curl; then run this again." >&2
+    return 1
+  fi
+  local sudo
+  if ! sudo=$(as_root_prefix); then
+    echo "missing: ${missing[*]}. Install them (needs root): sudo apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
+  step "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 docker_answers() { docker info >/dev/null 2>&1; }
 
+# Starts the engine: through the service manager where one runs (systemd, or a SysV init script), else dockerd
+# itself in the background (containers and CI machines have no service manager).
 ensure_dockerd() {
   docker_answers && return 0
-  command -v dockerd >/dev/null || return 1
-  step "starting dockerd (no Docker engine answered)"
-  nohup dockerd > /var/log/dockerd.log 2>&1 &
+  command -v dockerd >/dev/null || { echo "missing: dockerd (the Docker engine): apt-get install docker.io" >&2; return 1; }
+  local sudo
+  if ! sudo=$(as_root_prefix); then
+    echo "missing: a running Docker engine, and root to start it. Ask an administrator to start it" >&2
+    echo "         (sudo systemctl start docker, or sudo dockerd &), and to add you to the docker group." >&2
+    return 1
+  fi
+  if [ -d /run/systemd/system ]; then
+    step "starting the Docker engine (systemctl start docker)"
+    $sudo systemctl start docker
+  else
+    step "starting dockerd (no service manager runs here; log: /var/log/dockerd.log)"
+    $sudo sh -c 'nohup dockerd > /var/log/dockerd.log 2>&1 &'
+  fi
   for _ in $(seq 60); do docker_answers && return 0; sleep 1; done
-  echo "dockerd did not answer within 60 s; see /var/log/dockerd.log" >&2
+  if $sudo docker info >/dev/null 2>&1; then
+    echo "missing: permission to use the Docker engine. sudo usermod -aG docker $USER, then log in again." >&2
+  else
+    echo "dockerd did not answer within 60 s; see /var/log/dockerd.log" >&2
+  fi
   return 1
 }
 

@@ -62,8 +62,10 @@ def running_backends(target: Target) -> list[str]:
 def wait_healthy(target: Target, names: list[str]) -> None:
     deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
     while True:
-        states = target.docker("inspect", "-f", "{{.State.Health.Status}}", *names).split()
-        if all(state == "healthy" for state in states):
+        # An image without HEALTHCHECK has no .State.Health (optional per docs/own-app.md): running is its best.
+        states = target.docker("inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{else}}"
+                               "no-healthcheck-{{.State.Status}}{{end}}", *names).split()
+        if all(state in ("healthy", "no-healthcheck-running") for state in states):
             return
         if time.monotonic() > deadline:
             raise OpsError(f"the backends are not healthy {HEALTHY_WITHIN_SECONDS}s after the restore "

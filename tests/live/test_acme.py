@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.live.bridge import default_bridge_gateway
 from tests.live.engine import EngineFailed
 from tests.live.loadgen import Load, stop_all
 from tests.live.test_scenarios import LiveStack, deployed, free_port, health
@@ -95,8 +96,7 @@ class Pebble:
                 if os.environ.get("CI"):
                     pytest.fail(message)
                 pytest.skip(message)
-        # The default bridge's gateway: what host-gateway means inside a container.
-        self.address = docker("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+        self.address = default_bridge_gateway()   # what host-gateway means inside a container
         self.ca, cert, key = make_test_ca(directory, self.address)
         self.port, self.management, dns = free_port(), free_port(), free_port()
         config = {"pebble": {

@@ -14,7 +14,14 @@ CACHE="${PULUMI_TOOLCHAIN_CACHE:-$HOME/.cache/pulumi-toolchain}"
 export OUT_DIR="${OUT_DIR:-$CACHE/bin}"
 export GOPATH="$CACHE/gopath" GOCACHE="$CACHE/gocache" GOFLAGS=-mod=mod CGO_ENABLED=0
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
-mkdir -p "$OUT_DIR"
+mkdir -p "$OUT_DIR" "$CACHE"
+
+# Two builds at once (two terminals, or deploy-dev beside CI) would write the same binaries: the second waits.
+exec 9>"$CACHE/.build.lock"
+if ! flock -n 9; then
+  echo "==> waiting for another toolchain build to finish (lock: $CACHE/.build.lock)"
+  flock 9
+fi
 
 step() { printf '==> %s\n' "$*"; }
 
