@@ -31,6 +31,7 @@ _environment = jinja2.Environment(
 )
 # `{{ value | sh }}`: every value a shell script gets is one quoted word, whatever validation let through.
 _environment.filters["sh"] = shlex.quote
+_environment.filters["shjoin"] = shlex.join
 
 # Mozilla intermediate (guidelines 6.0) cipher list for TLS 1.2; TLS 1.3 suites are not configurable in nginx.
 MOZILLA_INTERMEDIATE_CIPHERS = ":".join([

@@ -278,3 +278,32 @@ def test_the_rollback_pins_a_web_image_only_where_the_version_ran_a_frontend(fro
     if frontend is not None:
         config["webstack:frontend"] = auto.ConfigValue(frontend)
     assert rollback.frontend_of(config).enabled is expected
+
+
+def test_finding_3_release_command_arguments_reach_the_container_as_exactly_those_elements(tmp_path):
+    """Issue 19, finding 3: `$(...)`, backticks, quotes and newlines in a release command's argument ran on the
+    machine running the script (they were pasted into comments and double-quoted messages). Run by sh with a
+    stand-in `docker`: nothing runs, and `create` gets each element unchanged, on success and on failure."""
+    import json
+    import subprocess
+    import sys
+
+    canary = tmp_path / "pwned"
+    hostile = ["migrate", f"$(touch {canary})", f"`touch {canary}`", "a'b\"c", f"x\ntouch {canary}\n", "--"]
+    record = tmp_path / "argv.json"
+    recorder = f"import json, sys; open({str(record)!r}, 'w').write(json.dumps(sys.argv[1:]))"
+    for exit_code in ("0", "3"):
+        body = rendering.render("host/release-command.sh.j2", generation="g", command=hostile, container="c",
+                                image="img", networks=["net"], mounts=[], user="1001:1001", group="1500",
+                                memory_mb=64, nproc=64, pids=64, stack="s", release="r", log_lines=5)
+        fake = tmp_path / "docker"
+        fake.write_text(f"#!/bin/sh\n[ \"$1\" = create ] && exec {sys.executable} -c \"{recorder}\" \"$@\"\n"
+                        f"[ \"$1\" = wait ] && echo {exit_code}\nexit 0\n")
+        fake.chmod(0o755)
+        run = subprocess.run(["/bin/sh", "-c", body], capture_output=True, text=True, timeout=30, input="",
+                             env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+        assert not canary.exists(), run.stderr
+        argv = json.loads(record.read_text())
+        assert argv[argv.index("img") + 1:] == hostile
+        assert (run.returncode == 0) is (exit_code == "0"), run.stderr
+        assert "touch" in (run.stdout + run.stderr)   # the message shows the command as text
