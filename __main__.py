@@ -18,6 +18,7 @@ from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs
 from components.images import Images
 from components.networks import Networks
+from components.pids_limits import PidsLimits
 from components.release_command import ReleaseCommand, ReleaseCommandArgs
 from components.release_gate import ReleaseGate
 from components.remote_host import RemoteHost
@@ -72,6 +73,9 @@ switch = edge.route_to(backend, web, certificates, gate)
 if acme:
     acme.issue_after(switch, host, settings)
 images.prune_after(gate.check)
+PidsLimits("pids-limits", host, [database.container, edge.container, *backend.containers,
+                                 *([web.container] if web else []), *([acme.container] if acme else []),
+                                 *([backups.schedule] if backups.schedule else [])])
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)

@@ -85,9 +85,10 @@ class LiveStack:
                 Load(self.url + "/api/notes", RPS_PER_TARGET, seconds).start())
 
     def containers(self, role: str) -> list[str]:
-        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=webstack.stack={self.name}", "--filter",
-                              f"label=webstack.role={role}", "--format", "{{.Names}}"], capture_output=True,
-                             text=True, check=True).stdout
+        """The stack's containers of a role (every role when role is empty)."""
+        role_filter = ["--filter", f"label=webstack.role={role}"] if role else []
+        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=webstack.stack={self.name}", *role_filter,
+                              "--format", "{{.Names}}"], capture_output=True, text=True, check=True).stdout
         return sorted(out.split())
 
     def urn(self, name: str) -> str:
@@ -148,6 +149,17 @@ def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, t
     assert 'data-state="up"' in dom
 
 
+def test_1b_finding_16_every_container_of_the_stack_has_a_pids_cgroup_limit(stack):
+    """Issue 19, finding 16 (CIS 5.29, docker-bench-security): HostConfig.PidsLimit is set on every container."""
+    from components.pids_limits import PIDS_LIMIT
+    names = stack.containers("")  # every container of the stack
+    assert {"database", "backend", "web", "edge", "backup"} <= {n.split(f"webstack-{stack.name}-")[1].split("-")[0]
+                                                               for n in names}, names
+    limits = {n: json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .HostConfig.PidsLimit}}", n],
+                                           capture_output=True, text=True, check=True).stdout) for n in names}
+    assert all(limit == PIDS_LIMIT for limit in limits.values()), limits
+
+
 def test_2_the_preview_of_a_release_names_exactly_what_changes(stack):
     before = {role: stack.containers(role) for role in ("backend", "web", "database", "edge")}
     plan = stack.engine.preview(**{"webstack:release": "r2"})
@@ -160,7 +172,7 @@ def test_2_the_preview_of_a_release_names_exactly_what_changes(stack):
     # Images tagged with the release, guarded and pruned, and a backup before the release. The backup schedule's
     # container lives across releases.
     assert plan.names("replace") == ["backups-pre-deploy", "images-backend", "images-backend-guard", "images-prune",
-                                     "images-web", "images-web-guard"], plan.steps
+                                     "images-web", "images-web-guard", "pids-limits-update"], plan.steps
     assert "backups-schedule" in plan.names("same")
     same = plan.names("same")
     assert {"database-postgres", "database-data", "edge-nginx", "images-db", "images-edge"} <= set(same)

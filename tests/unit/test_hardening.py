@@ -75,6 +75,21 @@ def test_container_has_a_process_limit(prod, role):
         assert nproc and 0 < nproc[0]["hard"] <= 4096 and nproc[0]["soft"] == nproc[0]["hard"]
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_finding_16_every_container_gets_a_pids_cgroup_limit(request, stack):
+    """Issue 19, finding 16 (CIS 5.29): the nproc ulimit is per uid and shared across containers, so every
+    container the program runs gets `docker update --pids-limit` on its id, after it exists."""
+    from components.pids_limits import PIDS_LIMIT
+    run = request.getfixturevalue(stack)
+    update = run.named("pids-limits-update")
+    every = [c for regs in run.containers().values() for c in regs]
+    assert {"database", "backend", "edge"} <= set(run.containers())
+    assert f"docker update --pids-limit {PIDS_LIMIT} " in update.inputs["create"]
+    for container in every:
+        assert container.urn in update.dependencies, container.name
+    assert len(update.inputs["triggers"]) == len(every)
+
+
 def test_the_socket_directory_lets_the_backend_connect_but_not_unlink():
     from tests.stack_config import PROJECT_DIR
     dockerfile = (PROJECT_DIR / "containers/db/Dockerfile").read_text()
