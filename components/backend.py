@@ -43,7 +43,7 @@ def generation(settings: Settings) -> str:
     pinned = settings.pinned_images
     code = pinned.backend if pinned else context_digest(settings.context_path(settings.backend))
     spec = (settings.backend.spec(), settings.database.name, settings.database.user, code)
-    return f"{settings.release}-{rendering.digest(spec)}"
+    return f"{settings.release}-{rendering.keyed_digest(settings.generation_key, spec)}"
 
 
 def probe_url(settings: Settings, container: str) -> str:

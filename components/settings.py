@@ -370,6 +370,10 @@ class Images(Model):
     pinned: Optional[PinnedImages] = None
 
 
+GENERATION_KEY_FIX = ("pulumi config set --secret webstack:generationKey "
+                      "\"$(python3 -c 'import secrets; print(secrets.token_hex(32))')\"")
+
+
 class Settings(Model):
     """Everything one stack needs, validated; built by settings_loader.load_settings."""
 
@@ -384,6 +388,9 @@ class Settings(Model):
     httpsPort: int = Field(8443, ge=1, le=65535)
     publishAddress: str = "127.0.0.1"
     baseImage: str = "debian:bookworm-slim"
+    # Keys the generation digest (an HMAC, so a container name reveals nothing of what went into it). Required
+    # once a secret shapes the containers: a `backend` set with --secret (its env values).
+    generationKey: Optional[SecretStr] = None
     target: Target = Target()
     tls: Tls = Tls()
     database: Database = Database()
@@ -423,8 +430,18 @@ class Settings(Model):
                              "(use 0.0.0.0 to publish on every interface)")
         return v
 
+    @field_validator("generationKey")
+    @classmethod
+    def _generation_key(cls, v: Optional[SecretStr]) -> Optional[SecretStr]:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("is shorter than 32 characters")
+        return v
+
     @model_validator(mode="after")
     def _cross_checks(self) -> "Settings":
+        if "backend" in self.secretKeys and self.generationKey is None:
+            raise FieldProblem("generationKey", "is required: webstack:backend is a secret, and its values shape the "
+                               "generation digest in every container name, which must not reveal them")
         if self.httpPort == self.httpsPort:
             raise FieldProblem("httpsPort", f"is {self.httpsPort}, the same as httpPort; the two must differ")
         if self.frontend.enabled and self.backend.pathPrefix == "/":
@@ -456,6 +473,10 @@ class Settings(Model):
         if self.tls_enabled:
             return f"https://{self.domain}" + ("" if self.httpsPort == 443 else f":{self.httpsPort}")
         return f"http://{self.domain}" + ("" if self.httpPort == 80 else f":{self.httpPort}")
+
+    @property
+    def generation_key(self) -> Optional[str]:
+        return self.generationKey.get_secret_value() if self.generationKey else None
 
     @property
     def pinned_images(self) -> Optional[PinnedImages]:

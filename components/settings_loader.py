@@ -15,11 +15,12 @@ from typing import Any, Mapping
 import pulumi
 from pydantic import ValidationError
 
-from .settings import FieldProblem, Settings, check_build, check_provided_tls, provided_tls_warnings
+from .settings import GENERATION_KEY_FIX, FieldProblem, Settings, check_build, check_provided_tls, provided_tls_warnings
 
 NAMESPACE = "webstack"
 OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend", "images")
-SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage")
+SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage", "generationKey")
+SECRET_SCALARS = ("generationKey",)
 INTEGER_KEYS = ("httpPort", "httpsPort")
 SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey"),
                  "database": ("offsite.accessKeyId", "offsite.secretAccessKey")}
@@ -66,6 +67,7 @@ ELEMENT_FIXES = {
     "backend.releaseCommand": f"pulumi config set --path '{NAMESPACE}:backend.releaseCommand[0]' program "
                               "(then [1], [2]... for its arguments)",
     "backend.volumes": f"pulumi config set --path {NAMESPACE}:backend.volumes.media /app/media",
+    "generationKey": GENERATION_KEY_FIX,
 }
 
 
@@ -176,6 +178,8 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
                 problems.append((f"{top}.{field}", "is stored in plain text; it must be a secret. Fix: "
                                  f"pulumi config rm {NAMESPACE}:{top} and set it again with "
                                  f"`cat FILE | {set_command(f'{top}.{field}', '', secret=True).rstrip()}`"))
+    problems += [(key, f"is stored in plain text; it must be a secret. Fix: pulumi config rm {NAMESPACE}:{key}, "
+                       f"then {GENERATION_KEY_FIX}") for key in SECRET_SCALARS if key in data and key not in secret_keys]
     problems += plaintext_app_secrets(data, secret_keys)
     if problems:
         raise ConfigError(problems)

@@ -30,7 +30,7 @@ def generation(settings: Settings) -> str:
     pinned = settings.pinned_images
     code = pinned.web if pinned else context_digest(settings.context_path(settings.frontend))
     spec = (settings.frontend.model_dump(), code)
-    return f"{settings.release}-{rendering.digest(spec)}"
+    return f"{settings.release}-{rendering.keyed_digest(settings.generation_key, spec)}"
 
 
 class Web(pulumi.ComponentResource):

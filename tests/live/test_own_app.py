@@ -61,6 +61,7 @@ class AppStack(LiveStack):
             "webstack:backend.env": {"MEDIA_DIR": "/app/media"},
         })
         self.engine.base_secrets["webstack:backend.secrets.APP_API_TOKEN"] = API_TOKEN
+        self.engine.base_secrets["webstack:generationKey"] = secrets.token_hex(32)
         self.outputs_seen: list[str] = []
 
     def release(self, release: str, **overrides: object):

@@ -17,7 +17,13 @@ OWN_APP = {"releaseCommand": ["node", "migrate.js"], "generatedSecrets": ["DJANG
            "volumes": {"media": "/app/media"}, "secrets": {"API_TOKEN": SECRET}}
 
 
+GENERATION_KEY = {"webstack:generationKey": "k" * 64}
+
+
 def load(values: dict, secrets: set[str] = frozenset()):
+    """Settings from values; a secret `backend` comes with the generationKey it requires."""
+    if "backend" in secrets and "generationKey" not in values:
+        values, secrets = {**values, "generationKey": "k" * 64}, {*secrets, "generationKey"}
     return load_settings({"release": "v1", **values}, set(secrets), "test", PROJECT_DIR)
 
 
@@ -132,7 +138,8 @@ def test_the_edge_switch_checks_the_backend_where_the_edge_serves_it():
 @pytest.fixture(scope="module")
 def own_app():
     plain = {k: v for k, v in OWN_APP.items() if k != "secrets"}
-    return run_program("dev", secret_overrides={"webstack:backend": {**plain, "secrets": OWN_APP["secrets"],
+    return run_program("dev", secret_overrides={**GENERATION_KEY,
+                                                "webstack:backend": {**plain, "secrets": OWN_APP["secrets"],
                                                                      "env": {"MODE": "test"}},
                                                 "webstack:frontend": {"enabled": False}})
 
@@ -201,7 +208,7 @@ def test_the_reference_stack_declares_none_of_it(dev):
 def test_over_ssh_the_release_command_and_the_volume_owner_run_on_the_host(prod_tls):
     from tests.unit.conftest import prod_secrets
 
-    run = run_program("prod", secret_overrides={**prod_secrets(prod_tls), "webstack:backend": OWN_APP})
+    run = run_program("prod", secret_overrides={**prod_secrets(prod_tls), **GENERATION_KEY, "webstack:backend": OWN_APP})
     command = next(r for r in run.of_type("command:remote:Command") if r.name.startswith("release-command-"))
     assert is_secret(command.secret_inputs["create"]) and command.inputs["create"].startswith("sh -c ")
     assert SECRET not in command.inputs["create"]
@@ -307,3 +314,33 @@ def test_finding_3_release_command_arguments_reach_the_container_as_exactly_thos
         assert argv[argv.index("img") + 1:] == hostile
         assert (run.returncode == 0) is (exit_code == "0"), run.stderr
         assert "touch" in (run.stdout + run.stderr)   # the message shows the command as text
+
+
+# --- issue 19, finding 10: the generation digest reveals no secret ---------------------------------------------
+
+def test_finding_10_a_container_name_does_not_reveal_a_short_secret_env_value():
+    """A 4-digit value in a secret `backend.env` came back from the (public) container name by trying all 10,000
+    values against the plain digest. Keyed with generationKey, no guess reproduces the name."""
+    from components.backend import generation
+    settings = load({"backend": {"env": {"PIN": "4821"}}}, {"backend"})
+    name = generation(settings)
+    guesses = {generation(load({"backend": {"env": {"PIN": f"{pin:04d}"}}}))
+               for pin in range(10_000)}
+    assert name not in guesses
+    # The same key and settings give the same name (a no-change `up` changes nothing); another key does not.
+    assert generation(load({"backend": {"env": {"PIN": "4821"}}}, {"backend"})) == name
+    other = load({"backend": {"env": {"PIN": "4821"}}, "generationKey": "o" * 64}, {"backend", "generationKey"})
+    assert generation(other) != name
+
+
+def test_finding_10_a_secret_backend_without_a_generation_key_is_refused_with_the_command_that_sets_one():
+    with pytest.raises(ConfigError) as error:
+        load_settings({"release": "v1", "backend": {"env": {"PIN": "4821"}}}, {"backend"}, "test", PROJECT_DIR)
+    found = dict(error.value.problems)
+    assert "pulumi config set --secret webstack:generationKey" in found["generationKey"]
+    assert "4821" not in str(found)
+
+
+def test_finding_10_a_generation_key_in_plain_text_is_refused():
+    found = problems({"generationKey": "k" * 64})
+    assert "plain text" in found["generationKey"] and "k" * 64 not in str(found)

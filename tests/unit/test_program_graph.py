@@ -69,7 +69,7 @@ def test_prod_prepares_the_remote_host_over_ssh(prod):
 def test_dev_runs_its_commands_on_the_local_engine(dev):
     assert {r.name for r in dev.of_type("command:local:Command")} == {
         "edge-switch", gate(dev).name, "images-backend-guard", "images-web-guard", "images-prune",
-        "backups-pre-deploy"}
+        "backups-pre-deploy", "pids-limits-update"}
     assert not dev.of_type("command:remote:Command")
 
 

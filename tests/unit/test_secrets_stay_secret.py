@@ -35,7 +35,8 @@ def test_a_plain_value_is_still_echoed_to_help_the_user():
 
 
 def test_backend_env_set_with_secret_reaches_the_containers_as_a_secret():
-    run = run_program("dev", secret_overrides={"webstack:backend": {"env": {"API_TOKEN": "s3cr3t-value"}}})
+    run = run_program("dev", secret_overrides={"webstack:generationKey": "k" * 64,
+                                               "webstack:backend": {"env": {"API_TOKEN": "s3cr3t-value"}}})
     for backend in run.containers()["backend"]:
         assert is_secret(backend.secret_inputs["envs"]), backend.secret_inputs["envs"]
 
