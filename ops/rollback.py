@@ -185,16 +185,31 @@ def write_config(stack: auto.Stack, stack_file, config: dict[str, auto.ConfigVal
     document["config"] = {key: int(value.value) if key in integers else parsed(value.value)
                           for key, value in config.items() if not value.secret}
     stack_file.write_text(yaml.safe_dump(document, sort_keys=True))
+    workspace = stack.workspace
+    assert isinstance(workspace, auto.LocalWorkspace)
+    for argv, value in secret_set_commands(workspace.pulumi_command.command, stack.name, config):
+        done = subprocess.run(argv, input=value, text=True, capture_output=True, cwd=workspace.work_dir,
+                              env={**os.environ, **(workspace.env_vars or {})})
+        if done.returncode != 0:
+            raise OpsError(f"`{' '.join(argv)}` failed: {done.stderr.strip()[-500:]}")
+
+
+def secret_set_commands(pulumi: str, stack: str, config: dict[str, auto.ConfigValue]) -> list[tuple[list[str], str]]:
+    """(argv, stdin) of each `pulumi config set --secret` that puts the version's secrets back, leaf by leaf.
+    The value goes on stdin, never in an argv (which any user of the machine can read in /proc): the Automation
+    API's set_config passes it as an argument."""
+    commands = []
     for key, value in config.items():
         if not value.secret:
             continue
         content = parsed(value.value)
-        if isinstance(content, (dict, list)):
-            for path, leaf in leaves(content, key):
-                text = leaf if isinstance(leaf, str) else json.dumps(leaf)
-                stack.set_config(path, auto.ConfigValue(text, secret=True), path=True)
-        else:
-            stack.set_config(key, auto.ConfigValue(value.value, secret=True))
+        pairs = ([(path, leaf if isinstance(leaf, str) else json.dumps(leaf)) for path, leaf in leaves(content, key)]
+                 if isinstance(content, (dict, list)) else [(key, value.value)])
+        for path, text in pairs:
+            flags = ["--path"] if path != key or "." in key.partition(":")[2] else []
+            # The CLI drops one trailing newline of what it reads: the value's own newlines all stay.
+            commands.append(([pulumi, "config", "set", "--secret", *flags, "--stack", stack, path], text + "\n"))
+    return commands
 
 
 def confirmed() -> bool:

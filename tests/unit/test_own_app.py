@@ -344,3 +344,41 @@ def test_finding_10_a_secret_backend_without_a_generation_key_is_refused_with_th
 def test_finding_10_a_generation_key_in_plain_text_is_refused():
     found = problems({"generationKey": "k" * 64})
     assert "plain text" in found["generationKey"] and "k" * 64 not in str(found)
+
+
+def test_finding_9_the_rollback_puts_secrets_back_on_stdin_never_in_an_argv(tmp_path):
+    """Issue 19, finding 9: `ops rollback` passed each decrypted secret on a `pulumi config set` command line
+    (the Automation API's set_config). Run the commands it builds against a stand-in `pulumi` that records its
+    argv and stdin: every value arrives whole (newlines included) on stdin, and in no argv."""
+    import json
+    import subprocess
+    import sys
+
+    from pulumi import automation as auto
+
+    from ops.rollback import secret_set_commands
+    key_text = "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"
+    config = {"webstack:release": auto.ConfigValue("v1"),
+              "webstack:generationKey": auto.ConfigValue("g" * 64, secret=True),
+              "webstack:backend": auto.ConfigValue(json.dumps({"replicas": 2, "secrets": {"TOKEN": "t0k3n"},
+                                                               "releaseCommand": ["migrate", "--pin=4821"]}),
+                                                   secret=True),
+              "webstack:tls": auto.ConfigValue(json.dumps({"privateKey": key_text}), secret=True)}
+    record = tmp_path / "calls.jsonl"
+    fake = tmp_path / "pulumi"
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"open({str(record)!r}, 'a').write(json.dumps([sys.argv[1:], sys.stdin.read()]) + '\\n')\n")
+    fake.chmod(0o755)
+    for argv, stdin in secret_set_commands(str(fake), "prod", config):
+        subprocess.run(argv, input=stdin, text=True, check=True)
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    argvs = " ".join(" ".join(argv) for argv, _ in calls)
+    for secret in ("g" * 64, "t0k3n", "4821", "BEGIN KEY"):
+        assert secret not in argvs
+    # What `pulumi config set` keeps of stdin: all of it but one trailing newline.
+    got = {argv[-1]: stdin.removesuffix("\n") for argv, stdin in calls}
+    assert got == {"webstack:generationKey": "g" * 64, "webstack:backend.replicas": "2",
+                   "webstack:backend.secrets.TOKEN": "t0k3n", "webstack:backend.releaseCommand[0]": "migrate",
+                   "webstack:backend.releaseCommand[1]": "--pin=4821", "webstack:tls.privateKey": key_text}
+    assert all("--secret" in argv and "--stack" in argv for argv, _ in calls)
+    assert all(("--path" in argv) is (argv[-1] != "webstack:generationKey") for argv, _ in calls)
