@@ -67,7 +67,10 @@ class RemoteHost(pulumi.ComponentResource):
     3. `base_image` (local.Command, only with baseImageSource `operator`): sends `baseImage` from the
        operator's engine when the host lacks it.
     4. the docker Provider for ssh://user@host, ssh_opts = the same pinned options; it depends on `ready`.
-    No option anywhere turns host key checks off.
+    No option anywhere turns host key checks off. Remote commands get no previous output in their environment:
+    sshd refuses such variables, and the provider would then put them in the remote command line (finding 14).
+    The provider (tools/pulumi-toolchain/command) sends SSH keepalives, so a dropped connection fails the
+    command within 45 s instead of hanging the update.
     """
 
     provider: docker.Provider
@@ -107,6 +110,7 @@ class RemoteHost(pulumi.ComponentResource):
             logging=local.Logging.STDOUT_AND_STDERR, opts=pulumi.ResourceOptions(parent=self))
         self.bootstrap = remote.Command(
             f"{name}-bootstrap", connection=self.connection, create=bootstrap_command(settings),
+            add_previous_output_in_env=False,
             logging=remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]))
         self.ready = [self.bootstrap]
@@ -132,6 +136,7 @@ class RemoteHost(pulumi.ComponentResource):
             return local.Command(name, create=f"docker -H {shlex.quote(self.docker_host)} {create}", stdin=stdin,
                                  triggers=list(triggers), logging=local.Logging.STDOUT_AND_STDERR, opts=opts)
         return remote.Command(name, connection=self.connection, create=f"docker {create}", stdin=stdin,
+                              add_previous_output_in_env=False,
                               triggers=list(triggers), logging=remote.Logging.STDOUT_AND_STDERR, opts=opts)
 
     def script(self, name: str, script: pulumi.Input[str], *, triggers: Sequence[pulumi.Input],
@@ -144,6 +149,6 @@ class RemoteHost(pulumi.ComponentResource):
                                  triggers=list(triggers), logging=local.Logging.STDOUT_AND_STDERR, opts=opts)
         create = (f"sh -c {shlex.quote(script)} webstack" if isinstance(script, str)
                   else pulumi.Output.from_input(script).apply(lambda s: f"sh -c {shlex.quote(s)} webstack"))
-        return remote.Command(name, connection=self.connection, create=create,
+        return remote.Command(name, connection=self.connection, create=create, add_previous_output_in_env=False,
                               stdin=stdin, triggers=list(triggers), logging=remote.Logging.STDOUT_AND_STDERR,
                               opts=opts)

@@ -153,6 +153,8 @@ func (s *State) exec(ctx context.Context, what, command string, keep bool) error
 		return err
 	}
 	defer client.Close()
+	lost := make(chan struct{})
+	go keepAlive(client, keepAliveInterval, keepAliveMisses, lost)
 	session, err := client.NewSession()
 	if err != nil {
 		return fmt.Errorf("ssh session: %w", err)
@@ -209,6 +211,13 @@ func (s *State) exec(ctx context.Context, what, command string, keep bool) error
 		err = ctx.Err()
 	}
 	stdout, stderr := capture.Finish()
+	select {
+	case <-lost:
+		err = fmt.Errorf("the SSH connection to %s was lost: no answer to %d keepalives in %s (the command's "+
+			"outcome on the host is unknown; run `pulumi up` again)", s.Connection.Host, keepAliveMisses,
+			keepAliveInterval*keepAliveMisses)
+	default:
+	}
 	if err != nil {
 		return capture.Failure(fmt.Sprintf("remote %s", what), err)
 	}

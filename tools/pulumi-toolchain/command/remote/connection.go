@@ -122,6 +122,42 @@ func (c *Connection) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 }
 
+// A dropped connection (a laptop's network gone, a firewall's idle timeout, a host that stopped) shows no
+// error on an idle session: without keepalives a command that waits on it hangs `pulumi up` for ever.
+// OpenSSH's ServerAliveInterval/ServerAliveCountMax, with the same meaning.
+const (
+	keepAliveInterval = 15 * time.Second
+	keepAliveMisses   = 3
+)
+
+// keepAlive asks the server for a reply every interval; after `misses` intervals without one it closes
+// `lost` and the client, which ends the running session with an error.
+func keepAlive(client *ssh.Client, interval time.Duration, misses int, lost chan<- struct{}) {
+	missed := 0
+	for {
+		time.Sleep(interval)
+		replied := make(chan error, 1)
+		go func() {
+			_, _, err := client.SendRequest("keepalive@openssh.com", true, nil)
+			replied <- err
+		}()
+		select {
+		case err := <-replied:
+			if err != nil { // the client was closed (the command ended) or the connection broke
+				return
+			}
+			missed = 0
+		case <-time.After(interval):
+			missed++
+			if missed >= misses {
+				close(lost)
+				client.Close()
+				return
+			}
+		}
+	}
+}
+
 func (c *Connection) clientConfig(ctx context.Context) (*ssh.ClientConfig, error) {
 	user := "root"
 	if c.User != nil && *c.User != "" {
