@@ -85,3 +85,4 @@ pulumi.export("containers", {"database": database.container.name, "edge": edge.c
 pulumi.export("dataVolume", database.data_volume.name)
 pulumi.export("appVolumes", backend.app_volumes)
 pulumi.export("backups", {"image": images.backup_ref, "volume": backups.volume.name, "appVolumes": app_volumes.names})
+pulumi.export("backupSigningKey", pulumi.Output.secret(backups.signing_key.result))   # for python -m ops backup/restore

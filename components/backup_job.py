@@ -7,14 +7,11 @@ as uid 999 (the database's `postgres` role by peer auth over the socket volume),
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import os
-from typing import Mapping, Optional, Sequence
-from urllib.parse import urlparse
+from typing import Optional, Sequence
 
 from . import contract
-from .settings import Settings
+from .settings import Settings, is_loopback_endpoint
 
 BACKUPS_DIR = "/backups"
 VOLUMES_DIR = "/volumes"
@@ -35,21 +32,15 @@ def database_container(settings: Settings) -> str:
     return f"{settings.name_prefix}-db"
 
 
-def is_loopback(endpoint: Optional[str]) -> bool:
-    host = urlparse(endpoint).hostname if endpoint else None
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+is_loopback = is_loopback_endpoint
 
 
 def network(settings: Settings) -> str:
-    """No network at all without offsite copies. An endpoint on loopback is a server on the target itself
-    (the job shares the host's network to reach it); any other goes through Docker's default bridge."""
+    """No network at all without offsite copies. An endpoint on loopback is a server on the target itself, which
+    only the host's own network namespace reaches (127.0.0.1 in a bridged container is the container; the bridge
+    gateway reaches only services listening on it, and an S3 server on loopback does not), so that job shares the
+    host's network; any other endpoint goes through Docker's default bridge. Such an endpoint is plain http only
+    on loopback (settings refuse http:// elsewhere)."""
     offsite = settings.database.offsite
     if offsite is None:
         return "none"
@@ -69,21 +60,25 @@ def environment(settings: Settings, volumes: Sequence[str] = ()) -> dict[str, st
     }
 
 
-def offsite_credentials(settings: Settings, environ: Mapping[str, str] = os.environ) -> Optional[dict[str, str]]:
-    """S3 credentials for the job: the operator's environment first, then the stack's secrets; None when
-    neither has them (the job then falls back to boto3's own chain, e.g. an instance role)."""
+def offsite_credentials(settings: Settings) -> Optional[dict[str, str]]:
+    """S3 credentials for the job: the stack's secrets only; None without them (the job then uses boto3's own
+    chain on the target, e.g. an instance role). Nothing comes from the operator's environment: the keys of a
+    laptop or of CI would otherwise end up in the target's containers (issue 19, finding 4)."""
+    offsite = settings.database.offsite
+    if offsite is None or offsite.accessKeyId is None or offsite.secretAccessKey is None:
+        return None
+    return {"accessKeyId": offsite.accessKeyId.get_secret_value(),
+            "secretAccessKey": offsite.secretAccessKey.get_secret_value()}
+
+
+def job_secrets(settings: Settings, signing_key: Optional[str]) -> Optional[dict[str, str]]:
+    """What a job reads as JSON on stdin (--credentials-stdin): the S3 credentials and the stack's signing key
+    for offsite manifests; None without offsite (the job then needs no secret)."""
     if settings.database.offsite is None:
         return None
-    if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
-        found = {"accessKeyId": environ["AWS_ACCESS_KEY_ID"], "secretAccessKey": environ["AWS_SECRET_ACCESS_KEY"]}
-        if environ.get("AWS_SESSION_TOKEN"):
-            found["sessionToken"] = environ["AWS_SESSION_TOKEN"]
-        return found
-    offsite = settings.database.offsite
-    if offsite.accessKeyId is not None and offsite.secretAccessKey is not None:
-        return {"accessKeyId": offsite.accessKeyId.get_secret_value(),
-                "secretAccessKey": offsite.secretAccessKey.get_secret_value()}
-    return None
+    if not signing_key:
+        raise ValueError("an offsite job needs the stack's signing key")
+    return {**(offsite_credentials(settings) or {}), "signingKey": signing_key}
 
 
 def run_args(settings: Settings, image: str, command: Sequence[str], *, volumes: Sequence[str] = (),

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 
 from . import backup_job, contract, rendering
 from .hardening import hardened, healthcheck
@@ -37,8 +38,17 @@ class BackupsArgs:
     database_image: str = ""
 
 
+SIGNING_KEY_LENGTH = 48
+
+
 class Backups(pulumi.ComponentResource):
+    """The backups volume, the pre-deploy backup, the schedule, and the stack's key that signs offsite manifests
+    (a restore from S3 accepts only backups signed with it; `python -m ops` reads it from the stack's output
+    backupSigningKey). The key is made whether or not offsite is on, so that turning offsite off and on again
+    keeps the backups already in the bucket restorable."""
+
     volume: docker.Volume
+    signing_key: random.RandomPassword
     pre_deploy: Command
     schedule: Optional[docker.Container] = None
 
@@ -50,29 +60,34 @@ class Backups(pulumi.ComponentResource):
             labels=[docker.VolumeLabelArgs(label="webstack.stack", value=settings.stack)],
             # The backups outlive the stack: `pulumi destroy` leaves them (remove the volume by hand).
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+        self.signing_key = random.RandomPassword(f"{name}-signing-key", length=SIGNING_KEY_LENGTH, special=False,
+                                                 opts=pulumi.ResourceOptions(parent=self))
         credentials = backup_job.offsite_credentials(settings)
-        self.pre_deploy = self._pre_deploy(name, args, credentials)
+        self.pre_deploy = self._pre_deploy(name, args)
         if settings.database.backupSchedule != "off":
             self.schedule = self._schedule(name, args, credentials)
-        self.register_outputs({"volume": self.volume.name})
+        self.register_outputs({"volume": self.volume.name, "signingKey": self.signing_key.result})
 
-    def _pre_deploy(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> Command:
+    def _pre_deploy(self, name: str, args: BackupsArgs) -> Command:
         settings = args.settings
         database = settings.database
+        offsite = database.offsite is not None
 
         image = args.image_ref
-        command = ["dump", "--reason", "pre-deploy"] + (["--credentials-stdin"] if credentials else [])
-        script = rendering.render(
+        command = ["dump", "--reason", "pre-deploy"] + (["--credentials-stdin"] if offsite else [])
+        body = rendering.render(
             "host/backup-pre-deploy.sh.j2", stack=settings.stack, db_container=backup_job.database_container(settings),
             db_name=database.name, db_user=database.user, backups_volume=backup_job.backups_volume(settings),
             rollback=settings.pinned_images is not None, release=settings.release, db_image=args.database_image,
-            run_args=backup_job.run_args(settings, image, command, volumes=args.volumes,
-                                         credentials_on_stdin=bool(credentials)))
-
-        stdin = pulumi.Output.secret(json.dumps(credentials)) if credentials else None
+            run_args=backup_job.run_args(settings, image, command, volumes=args.volumes, credentials_on_stdin=offsite))
+        # The job's secrets travel in the (secret) script, not in a secret stdin: see backup-pre-deploy-secrets.sh.j2.
+        script: pulumi.Input[str] = body
+        if offsite:
+            script = pulumi.Output.secret(self.signing_key.result.apply(lambda key: rendering.render(
+                "host/backup-pre-deploy-secrets.sh.j2", body=body,
+                secrets_json=json.dumps(backup_job.job_secrets(settings, key), sort_keys=True))))
         return args.host.script(
-            f"{name}-pre-deploy", script,
-            triggers=[image, database.name, database.user, *args.triggers], stdin=stdin,
+            f"{name}-pre-deploy", script, triggers=[image, database.name, database.user, *args.triggers],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.image, self.volume]))
 
     def _schedule(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> docker.Container:
@@ -81,9 +96,12 @@ class Backups(pulumi.ComponentResource):
         # stop and turn healthy again); its scheduled backups record no release.
         envs = [f"{k}={v}" for k, v in sorted(backup_job.environment(settings, args.volumes).items())
                 if k != "WEBSTACK_RELEASE"]
-        if credentials:   # only this container needs them: it uploads from the target on its own
-            envs = pulumi.Output.secret(envs + [f"AWS_ACCESS_KEY_ID={credentials['accessKeyId']}",
-                                                f"AWS_SECRET_ACCESS_KEY={credentials['secretAccessKey']}"])
+        if settings.database.offsite is not None:   # only this container needs them: it uploads on its own
+            keys = [f"AWS_ACCESS_KEY_ID={credentials['accessKeyId']}",
+                    f"AWS_SECRET_ACCESS_KEY={credentials['secretAccessKey']}"] if credentials else []
+            plain = envs
+            envs = pulumi.Output.secret(self.signing_key.result.apply(
+                lambda key: [*plain, *keys, f"WEBSTACK_SIGNING_KEY={key}"]))
         mounts = [args.socket.mount("Backups"),
                   docker.ContainerMountArgs(type="volume", source=self.volume.name, target=backup_job.BACKUPS_DIR)]
         mounts += [docker.ContainerMountArgs(type="volume", source=v, target=f"{backup_job.VOLUMES_DIR}/{v}",

@@ -8,6 +8,7 @@ BACKEND_UID = 1001          # the backend's OS user; PostgreSQL maps it to the d
 BACKEND_OS_USER = "backend"  # its name in /etc/passwd of both the backend and the database image
 DBSOCK_GID = 1500           # group owning the socket directory; postgres and the backend are members
 POSTGRES_UID = 999
+POSTGRES_OS_USER = "postgres"  # uid 999's name in the database image: the backup job, mapped to the stack's role to restore
 NGINX_UID = 101             # edge and web run nginx as this unprivileged user
 
 SOCKET_DIR = "/var/run/postgresql"

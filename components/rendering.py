@@ -93,7 +93,8 @@ def render_pg_hba(database: Database) -> str:
 
 
 def render_pg_ident(database: Database) -> str:
-    return render("db/pg_ident.conf.j2", os_user=contract.BACKEND_OS_USER, db_user=database.user)
+    return render("db/pg_ident.conf.j2", os_user=contract.BACKEND_OS_USER, restore_os_user=contract.POSTGRES_OS_USER,
+                  db_user=database.user)
 
 
 def database_build_args(database: Database) -> dict[str, str]:

@@ -59,6 +59,17 @@ def is_ip_address(value: str) -> bool:
         return False
 
 
+def is_loopback_endpoint(endpoint: Optional[str]) -> bool:
+    """An endpoint URL whose host is this machine's loopback (localhost, 127.0.0.0/8, ::1)."""
+    host = re.sub(r"^[a-z]+://", "", endpoint or "").split("/")[0].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def is_hostname_or_ip(value: str) -> bool:
     return is_ip_address(value) or bool(HOSTNAME.fullmatch(value))
 
@@ -170,8 +181,9 @@ BACKUP_SCHEDULE = re.compile(r"(off|daily ([01]\d|2[0-3]):[0-5]\d|every [1-9]\d{
 
 
 class Offsite(Model):
-    """An S3 bucket (or any S3 API) that receives a copy of every backup. Credentials: the environment
-    (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or these two keys set with --secret, never plain config."""
+    """An S3 bucket (or any S3 API) that receives a copy of every backup. Credentials: these two keys set with
+    --secret (never plain config), else the job's own AWS chain on the target (e.g. an instance role); never the
+    operator's environment."""
 
     bucket: str
     prefix: str = "webstack"
@@ -207,6 +219,11 @@ class Offsite(Model):
     def _endpoint(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and not ENDPOINT.fullmatch(v):
             raise ValueError(f"'{v}' must be an URL like https://s3.example.com[:PORT] (no path); leave it unset for AWS")
+        if v is not None and v.startswith("http://") and not is_loopback_endpoint(v):
+            # The backups and the S3 keys would cross the network in clear text.
+            raise ValueError(f"'{v}' is plain http:// to another machine; use https:// (pulumi config set --path "
+                             "webstack:database.offsite.endpoint https://...); http:// is accepted only for a server "
+                             "on the target's loopback (127.0.0.1, localhost)")
         return v
 
     @model_validator(mode="after")
@@ -214,7 +231,7 @@ class Offsite(Model):
         if (self.accessKeyId is None) != (self.secretAccessKey is None):
             missing = "secretAccessKey" if self.secretAccessKey is None else "accessKeyId"
             raise FieldProblem(missing, "is required with the other key (set both with --secret, or neither and "
-                               "use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment)")
+                               "let the job use the target's own AWS credentials, e.g. an instance role)")
         return self
 
 

@@ -32,26 +32,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def backups_output(stack: auto.Stack) -> dict:
-    """The program's `backups` output: the job image, the backups volume, the app volumes."""
+    """The program's `backups` output (the job image, the backups volume, the app volumes) and the stack's key
+    for offsite manifests (`signingKey`, None on a stack deployed before webstack signed them)."""
     outputs = stack.outputs()
     if "backups" not in outputs:
         raise OpsError(f"stack {stack.name} has no backups yet: deploy it first (pulumi up --stack {stack.name})")
-    return outputs["backups"].value
+    key = outputs.get("backupSigningKey")
+    return {**outputs["backups"].value, "signingKey": key.value if key else None}
 
 
 def job(target: Target, backups: dict, command: Sequence[str], *, source_stack: Optional[str] = None,
-        timeout: float = 3600) -> dict:
-    """Runs `webstack-backup COMMAND` on the target; its progress passes through to stderr; returns its RESULT."""
+        signing_key: Optional[str] = None, timeout: float = 3600) -> dict:
+    """Runs `webstack-backup COMMAND` on the target; its progress passes through to stderr; returns its RESULT.
+    signing_key: another stack's key (a restore of that stack's offsite backup); default this stack's."""
     settings: Settings = target.settings
-    credentials = backup_job.offsite_credentials(settings)
+    key = signing_key or backups.get("signingKey")
+    if settings.database.offsite is not None and not key:
+        raise OpsError(f"stack {settings.stack} has no backupSigningKey output yet, and offsite backups are signed "
+                       f"with it: deploy the stack with this version of webstack first (pulumi up --stack {settings.stack})")
+    secrets = backup_job.job_secrets(settings, key)
     args = backup_job.run_args(settings, backups["image"],
-                               [*command, *(["--credentials-stdin"] if credentials else [])],
-                               volumes=backups.get("appVolumes", []), credentials_on_stdin=bool(credentials),
+                               [*command, *(["--credentials-stdin"] if secrets else [])],
+                               volumes=backups.get("appVolumes", []), credentials_on_stdin=bool(secrets),
                                source_stack=source_stack)
-    process = subprocess.Popen(target.command(args), stdin=subprocess.PIPE if credentials else subprocess.DEVNULL,
+    process = subprocess.Popen(target.command(args), stdin=subprocess.PIPE if secrets else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, text=True)
     try:
-        out, _ = process.communicate(json.dumps(credentials) if credentials else None, timeout=timeout)
+        out, _ = process.communicate(json.dumps(secrets) if secrets else None, timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         raise OpsError(f"the backup job did not finish within {timeout:.0f}s") from None

@@ -90,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"restoring {'backup ' + args.name if args.name else 'the latest backup'}{source}"
           f"{' from S3' if args.from_s3 else ''} into stack {args.stack} ({'verify mode' if args.verify else 'database ' + database})",
           flush=True)
-    prepared = job(target, backups, command, source_stack=args.from_stack if not args.from_s3 else None)
+    # Another stack's offsite backups are signed with that stack's key.
+    signing_key = backups_output(stacks.select(args.from_stack))["signingKey"] if args.from_s3 and args.from_stack \
+        else None
+    prepared = job(target, backups, command, source_stack=args.from_stack if not args.from_s3 else None,
+                   signing_key=signing_key)
     rows = sum(prepared["tables"].values())
     print(f"backup {prepared['backup']} verified and restored into {prepared['scratch']}: "
           f"{len(prepared['tables'])} tables, {rows} rows, {time.monotonic() - started:.1f}s", flush=True)

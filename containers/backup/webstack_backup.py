@@ -5,11 +5,18 @@ Runs in the backup image as uid 999, which the database maps to its `postgres` r
 the socket volume (/var/run/postgresql): no password anywhere. A backup is a directory /backups/<name>/ holding
 database.dump (pg_dump --format=custom), volumes/<volume>.tar for each app volume mounted under /volumes, and
 manifest.json (stack, release, time, sizes, PostgreSQL version, SHA-256 of every file). It is written under a
-`.partial-` name, fsynced, then renamed: a directory with a manifest is a complete backup.
+`.partial-` name, fsynced, then renamed: a directory with a manifest is a complete backup. With the stack's signing
+key (WEBSTACK_SIGNING_KEY), manifest.hmac holds HMAC-SHA256(key, manifest.json): a restore from S3 accepts only a
+backup whose manifest carries a valid one, and follows no file name but database.dump and volumes/<volume>.tar.
+
+Every name that comes from a dump, a bucket or another stack is hostile: SQL gets names from the catalog of the
+restored database (never from `pg_restore --list`, whose names are unquoted and ambiguous), quoted by the server
+(format('%I')) or by quote_ident/quote_literal below; the restore and its checks run as the stack's own role, so
+code the app role left in its database (a CHECK constraint's function, a crafted name) never runs as a superuser.
 
 Settings come from the environment (WEBSTACK_STACK, WEBSTACK_DB_NAME, WEBSTACK_DB_USER, WEBSTACK_RELEASE,
-WEBSTACK_KEEP, WEBSTACK_OFFSITE as JSON, WEBSTACK_SCHEDULE, WEBSTACK_VOLUMES); S3 credentials from the
-environment or, with --credentials-stdin, as JSON on stdin (so they appear in no process list and no
+WEBSTACK_KEEP, WEBSTACK_OFFSITE as JSON, WEBSTACK_SCHEDULE, WEBSTACK_VOLUMES); S3 credentials and the signing key
+from the environment or, with --credentials-stdin, as JSON on stdin (so they appear in no process list and no
 container's configuration). Progress goes to stderr; a command's result is one line `RESULT <json>` on stdout.
 Exit codes: 0 done, 2 refused or failed with a message (no traceback).
 """
@@ -20,6 +27,7 @@ import argparse
 import datetime as dt
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -37,7 +45,15 @@ SOCKET = "/var/run/postgresql"
 HEARTBEAT = Path("/tmp/webstack-backup-heartbeat")
 LAST_RUN = Path("/tmp/webstack-backup-last-run")
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.hmac"
 DUMP = "database.dump"
+# The only files a manifest may name: anything else (`../x`, `/etc/x`) is refused before it becomes a path.
+VOLUME_FILE = re.compile(r"volumes/[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.tar\Z")
+MANIFEST_MAX = 1 << 20
+# A TABLE DATA line of `pg_restore --list`: "<id>; <tableoid> <oid> TABLE DATA <schema> <name> <owner>". The
+# prefix is fixed (a name cannot fake it: pg_restore prints a newline in a name as a space), the rest is not
+# parseable (names may hold spaces), so it is only ever counted, never turned into SQL.
+TABLE_DATA = re.compile(r"\d+; \d+ \d+ TABLE DATA ")
 SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]{1,40}\Z")
 SCHEDULE = re.compile(r"(?:daily (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)|every (?P<every>[1-9]\d{0,3})(?P<unit>[mh]))\Z")
@@ -86,16 +102,34 @@ def offsite() -> dict | None:
 
 
 def read_credentials_from_stdin() -> None:
-    """{"accessKeyId", "secretAccessKey"[, "sessionToken"]} on stdin: into this process's environment only."""
+    """{"accessKeyId", "secretAccessKey"[, "sessionToken"], "signingKey"} on stdin: into this process's
+    environment only."""
     data = json.loads(sys.stdin.read() or "{}")
     names = {"accessKeyId": "AWS_ACCESS_KEY_ID", "secretAccessKey": "AWS_SECRET_ACCESS_KEY",
-             "sessionToken": "AWS_SESSION_TOKEN"}
+             "sessionToken": "AWS_SESSION_TOKEN", "signingKey": "WEBSTACK_SIGNING_KEY"}
     for key, variable in names.items():
         if data.get(key):
             os.environ[variable] = data[key]
 
 
+def signing_key() -> bytes | None:
+    key = os.environ.get("WEBSTACK_SIGNING_KEY", "")
+    return key.encode() if key else None
+
+
+def signature(manifest: bytes, key: bytes) -> str:
+    return hmac.new(key, manifest, hashlib.sha256).hexdigest()
+
+
 # --- files ------------------------------------------------------------------------------------------------
+
+def safe_relative(relative: object) -> str:
+    """A file name from a manifest, refused unless it is the dump or volumes/<volume>.tar."""
+    if not isinstance(relative, str) or not (relative == DUMP or VOLUME_FILE.fullmatch(relative)):
+        raise Refused(f"the backup's manifest names the file {relative!r}, which is neither {DUMP} nor "
+                      "volumes/<volume>.tar: the backup is refused and nothing was changed")
+    return relative
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -118,7 +152,8 @@ def complete_backups(root: Path | None = None) -> list[Path]:
     root = root or BACKUPS
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and BACKUP_NAME.fullmatch(p.name) and (p / MANIFEST).is_file())
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and BACKUP_NAME.fullmatch(p.name)
+                  and (p / MANIFEST).is_file())
 
 
 def manifest_of(backup: Path) -> dict:
@@ -132,8 +167,8 @@ def verify(backup: Path) -> dict:
         raise Refused(f"backup {label} has no manifest: it is incomplete and cannot be restored")
     manifest = manifest_of(backup)
     for relative, expected in sorted(manifest["files"].items()):
-        path = backup / relative
-        if not path.is_file():
+        path = backup / safe_relative(relative)
+        if path.is_symlink() or not path.is_file():
             raise Refused(f"backup {label} is corrupted: {relative} is missing; nothing was changed. "
                           "Pick another backup (python -m ops backup --list --stack STACK) and restore it with --name")
         actual = sha256_of(path)
@@ -160,11 +195,29 @@ class Lock:
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------
 
-def psql(sql: str, database: str = "postgres") -> str:
-    done = subprocess.run(["psql", "-h", SOCKET, "-U", "postgres", "-d", database, "-X", "-q", "-A", "-t",
-                           "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True)
+def quote_ident(name: str) -> str:
+    """An SQL identifier that PostgreSQL reads back as exactly `name`: in double quotes, each `"` doubled."""
+    if "\x00" in name:
+        raise Refused(f"the name {name!r} holds a NUL byte, which no PostgreSQL name can")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """An SQL string literal, whatever standard_conforming_strings says: E'...' with backslashes and quotes
+    doubled."""
+    if "\x00" in value:
+        raise Refused(f"the value {value!r} holds a NUL byte, which no PostgreSQL string can")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def psql(sql: str, database: str = "postgres", role: str = "postgres") -> str:
+    # search_path from the connection: a database owner (the app role) may have set one for its database that puts
+    # its own functions before pg_catalog's; a client option outranks that setting.
+    done = subprocess.run(["psql", "-h", SOCKET, "-U", role, "-d", database, "-X", "-q", "-A", "-t",
+                           "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True,
+                          env={**os.environ, "PGOPTIONS": "-c search_path=pg_catalog"})
     if done.returncode != 0:
-        raise Refused(f"psql on {database} failed: {done.stderr.strip()[-800:]}")
+        raise Refused(f"psql on {database} as {role} failed: {done.stderr.strip()[-800:]}")
     return done.stdout.strip()
 
 
@@ -179,28 +232,36 @@ def server_version() -> str:
 
 
 def database_exists(name: str) -> bool:
-    return psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'") == "1"
+    return psql(f"SELECT count(*) FROM pg_database WHERE datname = {quote_literal(name)}") == "1"
 
 
-def table_data_entries(dump: Path) -> list[tuple[str, str]]:
-    """(schema, table) of every TABLE DATA entry in the dump's table of contents (`pg_restore --list`)."""
+def table_data_entries(dump: Path) -> int:
+    """How many TABLE DATA entries the dump's table of contents (`pg_restore --list`) has."""
     done = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True)
     if done.returncode != 0:
         raise Refused(f"pg_restore --list cannot read {dump.name}: {done.stderr.strip()[-500:]}")
-    tables = []
-    for line in done.stdout.splitlines():
-        if line.startswith(";") or " TABLE DATA " not in line:
-            continue
-        schema, table = line.split(" TABLE DATA ", 1)[1].split()[:2]
-        tables.append((schema, table))
-    return tables
+    return sum(1 for line in done.stdout.splitlines() if TABLE_DATA.match(line))
 
 
-def row_counts(database: str, tables: list[tuple[str, str]]) -> dict[str, int]:
-    counts = {}
-    for schema, table in tables:
-        counts[f"{schema}.{table}"] = int(psql(f'SELECT count(*) FROM "{schema}"."{table}"', database))
-    return counts
+# The app's tables (the catalog, not the dump, names them), as JSON so that any name survives. Only catalog
+# tables are read: safe for a superuser in a database whose owner is the app role.
+USER_TABLES = ("FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+               "WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'")
+
+
+def table_names(database: str) -> list[str]:
+    return json.loads(psql("SELECT coalesce(json_agg(n.nspname || '.' || c.relname ORDER BY n.nspname, c.relname), "
+                           f"'[]') {USER_TABLES}", database))
+
+
+def row_counts(database: str, role: str) -> dict[str, int]:
+    """Rows per table, counted by `role` (not a superuser: reading the app's tables may run the app's code),
+    each query built by the server from the catalog's names (format('%I'))."""
+    counts = json.loads(psql(
+        "SELECT coalesce(json_agg(json_build_array(n.nspname || '.' || c.relname, (xpath('/row/n/text()', "
+        "query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]"
+        f"::text::bigint)), '[]') {USER_TABLES}", database, role))
+    return {name: count for name, count in sorted(counts)}
 
 
 # --- backup -------------------------------------------------------------------------------------------------
@@ -209,6 +270,10 @@ def dump(reason: str) -> dict:
     if not re.fullmatch(r"[a-z0-9-]{1,40}", reason):
         raise Refused(f"reason {reason!r}: lower-case letters, digits and '-' only")
     stack, database, user = env("WEBSTACK_STACK"), db_name(), db_user()
+    key = signing_key()
+    if offsite() and key is None:
+        raise Refused("offsite copies are signed, and this job has no signing key (WEBSTACK_SIGNING_KEY): "
+                      "deploy the stack with this version of webstack first (pulumi up)")
     now = dt.datetime.now(dt.timezone.utc)
     name = f"{now:%Y%m%dT%H%M%SZ}-{reason}"
     with Lock():
@@ -244,9 +309,13 @@ def dump(reason: str) -> dict:
                 "created": now.isoformat(timespec="seconds"), "database": {"name": database, "user": user},
                 "postgresql": version, "files": entries, "sha256": entries[DUMP]["sha256"],
                 "size": sum(e["size"] for e in entries.values()),
-                "tables": [f"{s}.{t}" for s, t in table_data_entries(partial / DUMP)]}
-            (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+                "tables": table_names(database)}
+            text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+            (partial / MANIFEST).write_bytes(text)
             fsync_path(partial / MANIFEST)
+            if key:
+                (partial / SIGNATURE).write_text(signature(text, key) + "\n")
+                fsync_path(partial / SIGNATURE)
             fsync_path(partial)
             os.rename(partial, final)
             fsync_path(BACKUPS)
@@ -283,12 +352,15 @@ def s3_prefix(config: dict, stack: str) -> str:
 
 
 def upload(backup: Path) -> dict:
-    """Every file with SSE (AES256) and its SHA-256 in the metadata, read back and hashed, the manifest last."""
+    """Every file with SSE (AES256) and its SHA-256 in the metadata, read back and hashed, then the manifest's
+    signature, the manifest last."""
     config = offsite()
     client = s3_client(config)
     bucket, prefix = config["bucket"], s3_prefix(config, env("WEBSTACK_STACK"))
     manifest = manifest_of(backup)
-    for relative in [*sorted(manifest["files"]), MANIFEST]:
+    if not (backup / SIGNATURE).is_file():
+        raise Refused(f"backup {backup.name} has no {SIGNATURE}: only signed backups are copied offsite")
+    for relative in [*sorted(manifest["files"]), SIGNATURE, MANIFEST]:
         key = f"{prefix}{backup.name}/{relative}"
         expected = sha256_of(backup / relative)
         log(f"uploading {relative} to s3://{bucket}/{key}")
@@ -331,11 +403,54 @@ def prune_offsite(client, bucket: str, prefix: str, keep: int) -> list[str]:
     return doomed
 
 
+def read_object(client, bucket: str, key: str) -> bytes | None:
+    """A small object (a manifest, a signature), None when it does not exist; a larger one is refused."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    except client.exceptions.NoSuchKey:
+        return None
+    data = body.read(MANIFEST_MAX + 1)
+    if len(data) > MANIFEST_MAX:
+        raise Refused(f"s3://{bucket}/{key} is larger than {MANIFEST_MAX} bytes: not a webstack manifest")
+    return data
+
+
+def authenticated_manifest(client, bucket: str, base: str, name: str, stack: str) -> tuple[bytes, bytes, dict]:
+    """The manifest's bytes, its signature and its content, once the signature is this stack's; Refused before
+    any name in it is used."""
+    key = signing_key()
+    if key is None:
+        raise Refused(f"--from-s3 needs the signing key of stack {stack} (the job gets it from webstack)")
+    manifest = read_object(client, bucket, base + MANIFEST)
+    signed = read_object(client, bucket, base + SIGNATURE)
+    if manifest is None:
+        raise Refused(f"s3://{bucket}/{base} has no {MANIFEST}")
+    if signed is None:
+        raise Refused(f"backup {name} in s3://{bucket}/{base} is not signed (it was uploaded before webstack signed "
+                      f"offsite backups, or not by stack {stack}), so it is not restored from S3; nothing was changed. "
+                      "Restore the target's own copy of it (python -m ops restore --stack STACK --name NAME) or a "
+                      "newer, signed backup (every backup taken since this version is)")
+    if not hmac.compare_digest(signed.strip(), signature(manifest, key).encode()):
+        raise Refused(f"backup {name} in s3://{bucket}/{base} has a signature that does not match stack {stack}'s "
+                      "key: its manifest was changed, or it is not this stack's; refused, nothing was changed")
+    content = json.loads(manifest)
+    if not isinstance(content, dict) or content.get("name") != name or content.get("stack") != stack \
+            or not isinstance(content.get("files"), dict):
+        raise Refused(f"backup {name} in s3://{bucket}/{base}: its signed manifest describes another backup; refused")
+    for relative in content["files"]:
+        safe_relative(relative)
+    return manifest, signed, content
+
+
 def fetch(name: str | None, stack: str) -> Path:
-    """Downloads an offsite backup (default the newest) into /backups; returns its directory (not yet verified)."""
+    """Downloads an offsite backup (default the newest) into /backups/.incoming-<name>; returns that directory
+    (checksums not yet verified). The bucket is not trusted: the manifest must carry this stack's signature and
+    name only the dump and volumes/<volume>.tar, and every file is created new inside that directory."""
     config = offsite()
     if not config:
         raise Refused("--from-s3 needs webstack:database.offsite (bucket, region, endpoint) on this stack")
+    if name is not None and not BACKUP_NAME.fullmatch(name):
+        raise Refused(f"{name!r} is not a backup name (like 20260101T031500Z-scheduled)")
     client = s3_client(config)
     bucket, prefix = config["bucket"], s3_prefix(config, stack)
     names = offsite_backups(client, bucket, prefix)
@@ -344,15 +459,24 @@ def fetch(name: str | None, stack: str) -> Path:
     name = name or names[-1]
     if name not in names:
         raise Refused(f"no backup {name} in s3://{bucket}/{prefix} (there: {', '.join(names[-5:])})")
+    base = f"{prefix}{name}/"
+    manifest, signed, content = authenticated_manifest(client, bucket, base, name, stack)
     incoming = BACKUPS / f".incoming-{name}"
+    if incoming.is_symlink():
+        incoming.unlink()
     shutil.rmtree(incoming, ignore_errors=True)
-    manifest_key = f"{prefix}{name}/{MANIFEST}"
-    manifest = json.loads(client.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
-    for relative in [*sorted(manifest["files"]), MANIFEST]:
+    incoming.mkdir(mode=0o700)
+    for relative in sorted(content["files"]):
         path = incoming / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        log(f"downloading s3://{bucket}/{prefix}{name}/{relative}")
-        client.download_file(bucket, f"{prefix}{name}/{relative}", str(path))
+        if path.parent != incoming:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+        log(f"downloading s3://{bucket}/{base}{relative}")
+        # O_EXCL|O_NOFOLLOW: a new file in a directory made here, never through a link or over another file.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            client.download_fileobj(bucket, base + relative, handle)
+    (incoming / MANIFEST).write_bytes(manifest)
+    (incoming / SIGNATURE).write_bytes(signed)
     return incoming
 
 
@@ -384,28 +508,32 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
     scratch = f"{database[:36]}_restore_{stamp}"
     dump_file = backup / DUMP
-    tables = table_data_entries(dump_file)
-    log(f"backup {manifest['name']} is intact ({manifest['size']} bytes, {len(tables)} tables); "
+    entries = table_data_entries(dump_file)
+    log(f"backup {manifest['name']} is intact ({manifest['size']} bytes, {entries} tables); "
         f"restoring into a fresh database {scratch}")
-    psql(f'CREATE DATABASE "{scratch}" OWNER "{user}"')
+    psql(f"CREATE DATABASE {quote_ident(scratch)} OWNER {quote_ident(user)}")
     try:
-        # Objects end up owned by the stack's role (--no-owner --role), whatever role owned them in the dump.
-        run(["pg_restore", "-h", SOCKET, "-U", "postgres", "-d", scratch, "--no-owner", "--no-acl",
-             f"--role={user}", "--exit-on-error", "--jobs=2", str(dump_file)], "pg_restore")
-        counts = row_counts(scratch, tables)
+        # As the stack's role, not the superuser: the dump is the app role's material (its functions run while the
+        # data loads, e.g. in CHECK constraints), and every object ends up owned by that role (--no-owner).
+        run(["pg_restore", "-h", SOCKET, "-U", user, "-d", scratch, "--no-owner", "--no-acl",
+             "--exit-on-error", "--jobs=2", str(dump_file)], "pg_restore")
+        counts = row_counts(scratch, user)
+        if len(counts) < entries:
+            raise Refused(f"the restored database has {len(counts)} tables, the backup's table of contents "
+                          f"{entries}: the restore is incomplete; nothing was changed")
     except BaseException:
-        psql(f'DROP DATABASE IF EXISTS "{scratch}"')
+        psql(f"DROP DATABASE IF EXISTS {quote_ident(scratch)}")
         raise
     for table, count in sorted(counts.items()):
-        log(f"  {table}: {count} rows")
+        log(f"  {table!r}: {count} rows")
     if from_s3:   # keep the downloaded backup beside the local ones: it is verified now
-        final = BACKUPS / manifest["name"]
+        final = BACKUPS / backup.name.removeprefix(".incoming-")   # a BACKUP_NAME, checked by fetch()
         if not final.exists():
             os.rename(backup, final)
         else:
             shutil.rmtree(backup)
     if verify_only:
-        psql(f'DROP DATABASE "{scratch}"')
+        psql(f"DROP DATABASE {quote_ident(scratch)}")
         log(f"verify mode: the scratch database {scratch} was checked and dropped; nothing else changed")
     return {"backup": manifest["name"], "scratch": scratch, "tables": counts, "verifyOnly": verify_only,
             "size": manifest["size"]}
@@ -426,9 +554,9 @@ def switch(scratch: str) -> dict:
     for attempt in range(1, 6):
         try:
             psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                 f"WHERE datname IN ('{database}', '{scratch}') AND pid <> pg_backend_pid()")
-            statements = ([f'ALTER DATABASE "{database}" RENAME TO "{previous}"'] if had_current else []) + \
-                         [f'ALTER DATABASE "{scratch}" RENAME TO "{database}"']
+                 f"WHERE datname IN ({quote_literal(database)}, {quote_literal(scratch)}) AND pid <> pg_backend_pid()")
+            statements = ([f"ALTER DATABASE {quote_ident(database)} RENAME TO {quote_ident(previous)}"]
+                          if had_current else []) + [f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {quote_ident(database)}"]
             psql("; ".join(statements))
             break
         except Refused:

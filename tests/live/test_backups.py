@@ -5,7 +5,8 @@ the first deploy (nothing to back up yet) with its scheduled backup, the restore
 the table dropped, the latest backup restored: the same rows, the same checksum of the table's contents), a
 corrupted backup refused before anything changes, a release with a migration backed up first, a failing backup
 that fails the update while the running release keeps serving, the database identity guard, and a ~100 MB
-database backed up and restored within 2 minutes (figures printed at the end).
+database backed up and restored within 2 minutes (figures printed at the end), and a restore of tables the app role
+named to attack it (issue 19, finding 2).
 """
 
 from __future__ import annotations
@@ -215,3 +216,51 @@ def test_8_a_data_volume_started_under_another_database_name_is_refused_by_the_e
     finally:
         docker("rm", "-f", "-v", first, check=False)
         docker("volume", "rm", "-f", volume, check=False)
+
+
+# COPY ... TO PROGRAM runs in the server's working directory, its data directory: `touch pwned` lands there.
+PWNED = "/var/lib/postgresql/data/pwned"
+HOSTILE_TABLES = {
+    "x": 1,                                                       # what the crafted name below ends its identifier at
+    "x\";COPY(SELECT(1))TO/**/PROGRAM'touch${IFS}pwned';--": 2,   # no spaces: one "name" to the old parser
+    "t\"; COPY (SELECT 1) TO PROGRAM 'touch pwned'; --": 3,
+    "semi; colon": 4,
+    "new\nline": 5,
+    'we"ird': 6,
+}
+CHECK_ATTACK = """
+CREATE FUNCTION sneaky(integer) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  BEGIN RESET ROLE; COPY (SELECT 1) TO PROGRAM 'touch pwned'; EXCEPTION WHEN OTHERS THEN NULL; END;
+  RETURN true;
+END $$;
+CREATE TABLE checked (x integer CHECK (sneaky(x)));
+INSERT INTO checked VALUES (1), (2);
+"""
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def test_9_finding_2_tables_the_app_role_named_to_attack_a_restore_come_back_and_no_program_runs(stack):
+    """Issue 19: as the app role, tables whose names carry quotes, semicolons, newlines and COPY ... TO PROGRAM,
+    and a CHECK constraint whose function tries to become the superuser while the data loads; backed up,
+    dropped, restored: every row is back, and the program never ran."""
+    for name, rows in HOSTILE_TABLES.items():
+        sql(f"CREATE TABLE {quoted(name)} (x integer); INSERT INTO {quoted(name)} SELECT generate_series(1, {rows})")
+    sql(CHECK_ATTACK)
+    assert docker("exec", DB, "test", "-e", PWNED, check=False).returncode != 0
+    stack.ops("backup")
+    for name in HOSTILE_TABLES:
+        sql(f"DROP TABLE {quoted(name)}")
+    sql("DROP TABLE checked")
+
+    drill = stack.ops("restore", "--latest")
+    assert "Traceback" not in drill.stderr
+    for name, rows in HOSTILE_TABLES.items():
+        assert sql(f"SELECT count(*) FROM {quoted(name)}") == str(rows), name
+    assert sql("SELECT count(*) FROM checked") == "2"
+    assert sql("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'") == "app"
+    assert docker("exec", DB, "test", "-e", PWNED, check=False).returncode != 0, "a program ran as the server"
+    assert stack.api_ok()

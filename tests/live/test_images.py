@@ -339,11 +339,12 @@ def test_db_hba_and_ident_rules_are_exactly_the_rendered_ones(stack):
     assert hba.stdout.splitlines() == [
         "local|{all}|{postgres}||peer||",
         "local|{appdb}|{app}||peer|{map=webstack}|",
+        "local|{all}|{app}||peer|{map=webstack-restore}|",
         "host|{all}|{all}|all|reject||",
     ], hba.stderr
     ident = psql(stack.db, "select map_name, sys_name, pg_username, error from pg_ident_file_mappings",
                  user="999", role="postgres", db="postgres")
-    assert ident.stdout.splitlines() == ["webstack|backend|app|"]
+    assert ident.stdout.splitlines() == ["webstack|backend|app|", "webstack-restore|postgres|app|"]
 
 
 def test_db_socket_is_mode_770_group_dbsock_in_a_2750_directory(stack):

@@ -91,12 +91,25 @@ def test_the_job_container_is_hardened_and_carries_no_secret():
     assert "WEBSTACK_VOLUMES=uploads" in args
 
 
-def test_credentials_come_from_the_environment_first_then_the_stack_secrets():
-    s = settings({"offsite": {**OFFSITE, **KEYS}}, secret=True)
-    assert backup_job.offsite_credentials(s, {}) == KEYS
-    env = {"AWS_ACCESS_KEY_ID": "env-id", "AWS_SECRET_ACCESS_KEY": "env-secret"}
-    assert backup_job.offsite_credentials(s, env) == {"accessKeyId": "env-id", "secretAccessKey": "env-secret"}
-    assert backup_job.offsite_credentials(settings(), env) is None
+def test_finding_4_the_configured_offsite_keys_win_and_the_operators_aws_keys_reach_no_container(monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": "operator-id", "AWS_SECRET_ACCESS_KEY": "operator-secret",
+                       "AWS_SESSION_TOKEN": "operator-token"}.items():
+        monkeypatch.setenv(key, value)
+    assert backup_job.offsite_credentials(settings({"offsite": {**OFFSITE, **KEYS}}, secret=True)) == KEYS
+    assert backup_job.offsite_credentials(settings({"offsite": OFFSITE})) is None   # the target's own chain
+    assert backup_job.offsite_credentials(settings()) is None
+    run = run_program("dev", overrides={"webstack:database": {"offsite": OFFSITE}})
+    declared = json.dumps([r.inputs for r in run.resources])
+    assert "operator-" not in declared
+
+
+def test_finding_12_plain_http_is_refused_for_an_endpoint_off_the_target():
+    message = problems({"offsite": {"bucket": "b-1", "endpoint": "http://s3.example.com:9000"}})
+    assert "webstack:database.offsite.endpoint: 'http://s3.example.com:9000' is plain http:// to another machine" \
+        in message
+    assert "pulumi config set --path webstack:database.offsite.endpoint https://" in message
+    for endpoint in ("http://127.0.0.1:9000", "http://localhost:9000", "https://s3.example.com"):
+        assert settings({"offsite": {"bucket": "b-1", "endpoint": endpoint}}).database.offsite.endpoint == endpoint
 
 
 def pre_deploy_script(s, rollback: bool = False) -> str:
@@ -115,15 +128,16 @@ def test_the_pre_deploy_script_is_valid_sh_and_guards_the_identity(tmp_path):
     assert "docker run --rm --user 999:999" in script
 
 
-def fake_docker(tmp_path, env: str, running: str = "true"):
-    """A `docker` on PATH that answers inspect like a target with a running database, and records a run."""
+def fake_docker(tmp_path, env: str, running: str = "true", stdin_to: str = ""):
+    """A `docker` on PATH that answers inspect like a target with a running database, and records a run (or,
+    with stdin_to, what the run read on stdin)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "docker").write_text(
         "#!/bin/sh\ncase \"$1 $2\" in\n"
         f"  \"inspect -f\") case \"$3\" in *Running*) echo {running};; *Config.Image*) echo \"$DB_IMAGE\";; "
         f"*) printf '{env}';; esac;;\n"
-        f"  run*) echo ran >> {tmp_path}/runs;;\nesac\n")
+        + (f"  run*) cat > {tmp_path}/{stdin_to};;\nesac\n" if stdin_to else f"  run*) echo ran >> {tmp_path}/runs;;\nesac\n"))
     (bin_dir / "docker").chmod(0o755)
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
 
@@ -199,12 +213,37 @@ def test_the_policy_pack_passes_the_declared_schedule_container(dev):
     assert [v for v in violations(rules.CONTAINER, as_web) if v.startswith("socket-volume")], as_web
 
 
-def test_offsite_secrets_reach_only_the_jobs_stdin_and_the_schedule_env_as_secrets():
+def test_finding_11_with_offsite_on_the_pre_deploy_backup_has_no_secret_stdin_so_its_output_shows():
+    """Issue 19: the command provider withholds all output of a command whose stdin is a secret (the identity
+    guard's message included); the job's secrets travel in the secret script text instead."""
     run = run_program("dev", secret_overrides={"webstack:database": {"offsite": {**OFFSITE, **KEYS}}})
     backup, schedule = run.named("backups-pre-deploy"), run.named("backups-schedule")
-    assert is_secret(backup.secret_inputs["stdin"]) and is_secret(schedule.secret_inputs["envs"])
-    assert KEYS["secretAccessKey"] not in backup.inputs["create"]
-    assert schedule.inputs["networkMode"] == "host"
+    assert backup.inputs.get("stdin") is None and is_secret(backup.secret_inputs["create"])
+    assert is_secret(schedule.secret_inputs["envs"]) and schedule.inputs["networkMode"] == "host"
+    script = backup.inputs["create"]
+    assert script.startswith("# The pre-deploy backup's launcher") and "exec sh -c " in script
+    assert json.loads(script.split("<<'WEBSTACK_BACKUP_SECRETS'\n")[1].split("\n")[0]) == {
+        **KEYS, "signingKey": "r" * 48}
+
+
+def test_finding_11_the_identity_guard_speaks_and_the_job_reads_its_secrets_from_the_launcher(tmp_path):
+    s = settings({"offsite": {**OFFSITE, **KEYS}}, secret=True)
+    secrets = backup_job.job_secrets(s, "k" * 48)
+
+    def launcher(name: str) -> str:
+        run = backup_job.run_args(s, "webstack-dev-backup:abc", ["dump", "--credentials-stdin"],
+                                  credentials_on_stdin=True)
+        body = rendering.render("host/backup-pre-deploy.sh.j2", stack=s.stack, db_container="webstack-dev-db",
+                                db_name=name, db_user="app", backups_volume="webstack-dev-backups", run_args=run,
+                                rollback=False, release=s.release, db_image="webstack-dev-db:d1")
+        return rendering.render("host/backup-pre-deploy-secrets.sh.j2", body=body, secrets_json=json.dumps(secrets))
+
+    environment = fake_docker(tmp_path, r"WEBSTACK_DB_NAME=appdb\nWEBSTACK_DB_USER=app\n", stdin_to="runs")
+    guarded = subprocess.run(["sh", "-c", launcher("shop")], env=environment, capture_output=True, text=True)
+    assert guarded.returncode == 1 and "holds data as database 'appdb', role 'app'" in guarded.stderr
+    done = subprocess.run(["sh", "-c", launcher("appdb")], env=environment, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "runs").read_text()) == secrets
 
 
 def test_no_schedule_container_when_the_schedule_is_off():
@@ -273,3 +312,183 @@ def test_every_job_command_takes_the_credentials_on_stdin(tool, command, monkeyp
     monkeypatch.setattr(tool, "switch", lambda scratch: {})
     monkeypatch.setenv("WEBSTACK_STACK", "s")
     assert tool.main([*command, "--credentials-stdin"]) == 0 and seen == {"read": True}
+
+
+# --- issue 19: hostile names and a hostile bucket ---------------------------------------------------------------
+
+HOSTILE_LISTING = """;
+; Archive created at 2026-01-01 00:00:00 UTC
+;
+215; 1259 16386 TABLE public x";COPY(SELECT(1))TO/**/PROGRAM'touch${IFS}/tmp/p';-- app
+3355; 0 16386 TABLE DATA public x";COPY(SELECT(1))TO/**/PROGRAM'touch${IFS}/tmp/p';-- app
+3356; 0 16389 TABLE DATA public semi; colon app
+3357; 0 16392 TABLE DATA public new line app
+219; 1259 16399 TABLE my schema TABLE DATA public t app app
+"""
+
+
+def test_finding_2_restore_builds_no_sql_from_the_names_in_the_archive_and_restores_as_the_stacks_role(
+        tool, monkeypatch):
+    monkeypatch.setenv("WEBSTACK_DB_NAME", "appdb")
+    monkeypatch.setenv("WEBSTACK_DB_USER", "app")
+    make_backup(tool, "20260101T000000Z-manual")
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        sql = command[-1]
+        out = {True: HOSTILE_LISTING}.get(command[:2] == ["pg_restore", "--list"], "")
+        if "json_build_array" in sql:
+            out = json.dumps([['public.x";COPY(SELECT(1))TO/**/PROGRAM\'touch${IFS}/tmp/p\';--', 1],
+                              ["public.semi; colon", 2], ["public.new\nline", 3]])
+        elif command[0] == "psql" and "count(" in sql:
+            out = "1"
+        return subprocess.CompletedProcess(command, 0, out, "")
+
+    monkeypatch.setattr(tool.subprocess, "run", fake_run)
+    prepared = tool.restore_prepare(None, False, tool.BACKUPS, "dev", verify_only=True)
+    assert prepared["tables"]["public.new\nline"] == 3 and len(prepared["tables"]) == 3
+    sql = [c[-1] for c in commands if c[0] == "psql"]
+    assert not [s for s in sql if "PROGRAM" in s or "semi" in s], sql
+    restore = next(c for c in commands if c[0] == "pg_restore" and "--list" not in c)
+    assert restore[restore.index("-U") + 1] == "app" and not [a for a in restore if a.startswith("--role")]
+    counts = next(c for c in commands if "json_build_array" in c[-1])
+    assert counts[counts.index("-U") + 1] == "app" and "format('SELECT count(*) AS n FROM %I.%I'" in counts[-1]
+
+
+@pytest.mark.parametrize("name, ident, literal", [
+    ('we"ird', '"we""ird"', "E'we\"ird'"),
+    ("it's", '"it\'s"', "E'it''s'"),
+    ("back\\slash", '"back\\slash"', "E'back\\\\slash'"),
+    ("x\";COPY (SELECT 1) TO PROGRAM 'id';--", '"x"";COPY (SELECT 1) TO PROGRAM \'id\';--"',
+     "E'x\";COPY (SELECT 1) TO PROGRAM ''id'';--'"),
+])
+def test_finding_2_identifiers_and_literals_are_quoted_for_postgresql(tool, name, ident, literal):
+    assert (tool.quote_ident(name), tool.quote_literal(name)) == (ident, literal)
+
+
+def test_finding_2_a_name_with_a_nul_byte_is_refused(tool):
+    for quote in (tool.quote_ident, tool.quote_literal):
+        with pytest.raises(tool.Refused, match="NUL"):
+            quote("a\x00b")
+
+
+class FakeBucket:
+    """The S3 calls fetch() makes, over a dict of key -> bytes."""
+
+    class NoSuchKey(Exception):
+        pass
+
+    def __init__(self, objects: dict[str, bytes]):
+        self.objects = objects
+        self.exceptions = type("Exceptions", (), {"NoSuchKey": self.NoSuchKey})
+
+    def get_paginator(self, _):
+        objects = self.objects
+        return type("P", (), {"paginate": lambda self, Bucket, Prefix: [
+            {"Contents": [{"Key": k} for k in sorted(objects) if k.startswith(Prefix)]}]})()
+
+    def get_object(self, Bucket, Key):
+        if Key not in self.objects:
+            raise self.NoSuchKey(Key)
+        import io
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+    def download_fileobj(self, bucket, key, handle):
+        handle.write(self.objects[key])
+
+    def download_file(self, bucket, key, path):   # what the code before issue 19 called
+        with open(path, "wb") as handle:
+            handle.write(self.objects[key])
+
+
+GOOD = "20260101T000000Z-manual"
+FETCHED = "20260102T000000Z-manual"
+SIGNING_KEY = "s" * 48
+
+
+def bucket(tool, monkeypatch, files: dict[str, bytes], key: str | None = SIGNING_KEY, stack: str = "dev",
+           name: str = FETCHED) -> FakeBucket:
+    """Stack dev's offsite prefix holding one backup whose manifest lists `files`, signed with `key`."""
+    import hashlib
+    import hmac
+
+    prefix = f"webstack/dev/{name}/"
+    manifest = json.dumps({"name": name, "stack": stack, "size": 1, "sha256": "0" * 64, "files": {
+        relative: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for relative, data in files.items()
+    }}).encode()
+    objects = {prefix + "database.dump": b"PGDMP good", prefix + "manifest.json": manifest}
+    objects.update({prefix + relative: data for relative, data in files.items()})
+    if key:
+        objects[prefix + "manifest.hmac"] = hmac.new(key.encode(), manifest, hashlib.sha256).hexdigest().encode()
+    fake = FakeBucket(objects)
+    monkeypatch.setenv("WEBSTACK_OFFSITE", json.dumps({"bucket": "b-1", "prefix": "webstack"}))
+    monkeypatch.setenv("WEBSTACK_SIGNING_KEY", SIGNING_KEY)
+    monkeypatch.setattr(tool, "s3_client", lambda config: fake)
+    return fake
+
+
+def test_finding_5_a_manifest_naming_paths_outside_the_backup_area_is_refused_before_anything_is_written(
+        tool, monkeypatch, tmp_path):
+    make_backup(tool, GOOD, b"PGDMP the good one")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    for relative in (f"../{GOOD}/database.dump", f"../../{outside.name}/x", str(outside / "x"), "volumes/../../x.tar",
+                     "volumes/x.tar/../../x"):
+        bucket(tool, monkeypatch, {"database.dump": b"PGDMP good", relative: b"PGDMP evil"})
+        with pytest.raises(tool.Refused, match="names the file .* refused and nothing was changed"):
+            tool.fetch(FETCHED, "dev")
+        assert (tool.BACKUPS / GOOD / "database.dump").read_bytes() == b"PGDMP the good one"
+        assert not outside.exists() and not (tool.BACKUPS / f".incoming-{FETCHED}").exists()
+
+
+@pytest.mark.parametrize("signed_with, message", [
+    (None, "is not signed .* nothing was changed"),
+    ("another stack's key" + "x" * 30, "signature that does not match stack dev's key"),
+])
+def test_finding_5_an_offsite_backup_without_this_stacks_signature_is_refused(tool, monkeypatch, signed_with, message):
+    bucket(tool, monkeypatch, {"database.dump": b"PGDMP good"}, key=signed_with)
+    with pytest.raises(tool.Refused, match=message):
+        tool.fetch(FETCHED, "dev")
+    assert not (tool.BACKUPS / f".incoming-{FETCHED}").exists()
+
+
+def test_finding_5_a_signed_manifest_of_another_backup_or_stack_is_refused(tool, monkeypatch):
+    bucket(tool, monkeypatch, {"database.dump": b"PGDMP good"}, stack="prod")
+    with pytest.raises(tool.Refused, match="describes another backup"):
+        tool.fetch(FETCHED, "dev")
+
+
+def test_finding_5_a_signed_offsite_backup_is_fetched_and_verifies(tool, monkeypatch):
+    bucket(tool, monkeypatch, {"database.dump": b"PGDMP good", "volumes/uploads.tar": b"tar"})
+    incoming = tool.fetch(None, "dev")
+    assert incoming == tool.BACKUPS / f".incoming-{FETCHED}"
+    assert tool.verify(incoming)["name"] == FETCHED and (incoming / "manifest.hmac").is_file()
+
+
+def test_finding_5_a_local_manifest_naming_a_path_outside_its_backup_is_refused(tool):
+    make_backup(tool, GOOD)
+    manifest = json.loads((tool.BACKUPS / GOOD / "manifest.json").read_text())
+    manifest["files"]["../../etc/passwd"] = manifest["files"]["database.dump"]
+    (tool.BACKUPS / GOOD / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(tool.Refused, match="names the file '../../etc/passwd'"):
+        tool.verify(tool.BACKUPS / GOOD)
+
+
+def test_finding_5_each_stack_has_a_signing_key_that_reaches_the_jobs_only_as_a_secret():
+    run = run_program("dev", secret_overrides={"webstack:database": {"offsite": {**OFFSITE, **KEYS}}})
+    key = run.named("backups-signing-key")
+    assert key.type == "random:index/randomPassword:RandomPassword" and key.inputs["length"] == 48
+    assert key.parent == run.named("backups").urn
+    assert "WEBSTACK_SIGNING_KEY=" + "r" * 48 in run.named("backups-schedule").inputs["envs"]
+    assert is_secret(run.named("backups-schedule").secret_inputs["envs"])
+    assert run.outputs["backupSigningKey"] == "r" * 48
+
+
+def test_finding_5_an_offsite_dump_without_the_signing_key_is_refused_before_it_starts(tool, monkeypatch):
+    monkeypatch.setenv("WEBSTACK_STACK", "dev")
+    monkeypatch.setenv("WEBSTACK_DB_NAME", "appdb")
+    monkeypatch.setenv("WEBSTACK_DB_USER", "app")
+    monkeypatch.setenv("WEBSTACK_OFFSITE", json.dumps({"bucket": "b-1"}))
+    monkeypatch.delenv("WEBSTACK_SIGNING_KEY", raising=False)
+    with pytest.raises(tool.Refused, match="offsite copies are signed"):
+        tool.dump("manual")

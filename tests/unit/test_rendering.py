@@ -29,12 +29,20 @@ def test_pg_hba_allows_peer_on_the_socket_and_rejects_every_tcp_login():
     assert directives(rendering.render_pg_hba(Database(name="shop", user="shopper"))) == [
         "local   all             postgres                  peer",
         "local   shop   shopper             peer map=webstack",
+        "local   all             shopper             peer map=webstack-restore",
         "host    all             all             all       reject",
     ]
 
 
 def test_pg_ident_maps_the_backend_os_user_to_the_role():
-    assert directives(rendering.render_pg_ident(Database(user="shopper"))) == ["webstack    backend       shopper"]
+    assert directives(rendering.render_pg_ident(Database(user="shopper")))[0] == "webstack    backend       shopper"
+
+
+def test_finding_2_the_backup_job_restores_as_the_stacks_role_not_as_a_superuser():
+    """Issue 19: uid 999 (the backup job) may log in as the stack's role, so that the app role's material in a
+    dump is restored and counted with that role's rights; the backend's map still reaches only its database."""
+    assert directives(rendering.render_pg_ident(Database(user="shopper"))) == [
+        "webstack    backend       shopper", "webstack-restore    postgres    shopper"]
 
 
 def test_postgresql_conf_has_no_tcp_listener_and_a_group_only_socket():
