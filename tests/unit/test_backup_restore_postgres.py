@@ -49,7 +49,15 @@ CREATE TABLE public.checked (x integer CHECK (public.sneaky(x)));
 INSERT INTO public.checked VALUES (1), (2);
 """
 
-pytestmark = pytest.mark.skipif(not (BIN / "initdb").exists(), reason=f"no PostgreSQL 15 server binaries in {BIN}")
+@pytest.fixture(autouse=True, scope="module")
+def postgresql_15_is_installed() -> None:
+    """Skipped with the reason outside CI; in CI (.ci/run installs postgresql-15) a missing server fails."""
+    if not (BIN / "initdb").exists():
+        reason = f"no PostgreSQL 15 server binaries in {BIN}: apt-get install postgresql-15"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
 
 
 def as_server_user(command: list[str]) -> list[str]:
