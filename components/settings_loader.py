@@ -163,6 +163,8 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
         if key not in OBJECT_KEYS + SCALAR_KEYS:
             problems.append(unknown_key(key, list(OBJECT_KEYS + SCALAR_KEYS)))
             continue
+        if key in SECRET_SCALARS and raw == "":   # Pulumi.yaml's default: unset (a key without one is required)
+            continue
         try:
             value, problem = parse_raw(key, raw, secret=key in secret_keys)
         except json.JSONDecodeError as exc:
