@@ -81,8 +81,21 @@ func serve(t *testing.T, conn net.Conn) {
 }
 
 func connect(t *testing.T) (*ssh.Client, *blackhole) {
-	server, client := net.Pipe()
-	go serve(t, server)
+	// Loopback TCP, not net.Pipe: both ends write their version line first, which an unbuffered pipe deadlocks.
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { listener.Close() })
+	go func() {
+		if server, err := listener.Accept(); err == nil {
+			serve(t, server)
+		}
+	}()
+	client, err := net.Dial("tcp", listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
 	hole := &blackhole{Conn: client}
 	conn, chans, reqs, err := ssh.NewClientConn(hole, "test", &ssh.ClientConfig{
 		User: "deploy", HostKeyCallback: ssh.InsecureIgnoreHostKey()}) //nolint:gosec // a test server
