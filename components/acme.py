@@ -45,7 +45,9 @@ class Acme(pulumi.ComponentResource):
         self.volume = docker.Volume(
             f"{name}-data", name=f"{settings.name_prefix}-acme",
             labels=[docker.VolumeLabelArgs(label="webstack.stack", value=settings.stack)],
-            opts=pulumi.ResourceOptions(parent=self))
+            # The account key and certificates outlive the stack (like the backups): a redeploy reuses them
+            # instead of issuing again, which public CAs rate-limit (Let's Encrypt: 5 per domain set a week).
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
         env = {"ACME_DOMAIN": settings.domain, "ACME_EMAIL": tls.acmeEmail or "", "ACME_SERVER": tls.acmeServer}
         if tls.acmeServerCa:
             env["ACME_CA_PEM"] = tls.acmeServerCa.strip()
