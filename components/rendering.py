@@ -121,6 +121,7 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
         "edge/site.conf.j2", canary=canary, upstream_prefix="webstack_canary_" if canary else "webstack_",
         canary_port=contract.EDGE_CANARY_PORT,
         stack=settings.stack, release=settings.release, domain=settings.domain,
+        public_host=settings.url.split("://", 1)[1],   # the domain, and the published port unless 80/443
         tls=tls, headers=security_headers(tls), backend_servers=backend_servers, web_servers=web_servers,
         backend_port=settings.backend.port, web_port=contract.WEB_PORT,
         http_port=contract.EDGE_HTTP_PORT, https_port=contract.EDGE_HTTPS_PORT,

@@ -34,6 +34,12 @@ ACME_LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/direct
 # The value reaches the ACME container's environment and lego's --server: a plain https URL, nothing else.
 ACME_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?\Z")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z")
+# Docker's image reference grammar (distribution/reference): [registry[:port]/]path[:tag][@sha256:digest]. The
+# value reaches Dockerfiles' FROM, build arguments and host shell scripts: nothing else may get through.
+_IMAGE_PART = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+_REGISTRY = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]{1,5})?/"
+IMAGE_REF = re.compile(rf"({_REGISTRY})?{_IMAGE_PART}(/{_IMAGE_PART})*"
+                       r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?\Z")
 
 
 class FieldProblem(ValueError):
@@ -438,6 +444,14 @@ class Settings(Model):
         if not HOSTNAME.fullmatch(v):
             raise ValueError(f"'{v}' is not a valid hostname")
         return v.lower()
+
+    @field_validator("baseImage")
+    @classmethod
+    def _base_image(cls, v: str) -> str:
+        if not IMAGE_REF.fullmatch(v):
+            raise ValueError(f"{v!r} is not a Docker image reference ([registry[:port]/]name[:tag][@sha256:digest], "
+                             "e.g. debian:bookworm-slim)")
+        return v
 
     @field_validator("publishAddress")
     @classmethod

@@ -6,6 +6,11 @@ tests can call each rule directly. The pack cannot import the program: a user's 
 be able to loosen a rule, so the few facts it needs are repeated here and tests/unit/test_policy.py keeps them
 equal to components/contract.py.
 
+Each rule names one way out of the container or past the host's identity, and reads every input that can
+express it: a bind via mounts[] or volumes[], a uid however it is spelled, the last no-new-privileges option
+(Docker applies them in order), StrictHostKeyChecking in any resource's inputs (a provider's sshOpts, a
+command's script or environment), a pinned host key on every pulumi_command remote resource.
+
 Not checked, because the engine does not show it to a policy: `retainOnDelete` (the analyzer's resource options
 carry protect, ignoreChanges, deleteBeforeReplace, additionalSecretOutputs, aliases, customTimeouts and parent
 only; tests/unit cover retain_on_delete on the program). No pids limit either: pulumi-docker 5.2.0's Container
@@ -15,19 +20,28 @@ has no such input (its schema has pidMode and ulimits only).
 from __future__ import annotations
 
 import json
+import posixpath
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 DOCKER_PROVIDER = "pulumi:providers:docker"
+# pulumi_command.remote's resources (components/remote_host.py): each opens its own SSH connection.
+REMOTE_COMMANDS = ("command:remote:Command", "command:remote:CopyToRemote", "command:remote:CopyFile")
 SOCKET_DIR = "/var/run/postgresql"                # components/contract.py SOCKET_DIR
 SOCKET_ROLES = ("database", "backend", "backup")  # the only roles that may reach PostgreSQL's socket
 DATA_VOLUME_SUFFIX = "-pgdata"                    # webstack-<stack>-pgdata, the database's data
-ROOT_USERS = {"", "0", "root"}
-NO_HOST_KEY_CHECK = re.compile(r"stricthostkeychecking\s*[= ]\s*[\"']?(no|off)\b", re.IGNORECASE)
+# uid:gid as numbers: a name may be uid 0 in the image's /etc/passwd, and a uid alone runs with gid 0.
+NUMERIC_USER = re.compile(r"([0-9]+):([0-9]+)\Z")
+# The engine's socket is root on the host: no bind of it, nor of a directory it lives in.
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+HOST_NAMESPACES = ("networkMode", "pidMode", "ipcMode", "usernsMode", "cgroupnsMode")
+# ssh takes `StrictHostKeyChecking=no`, `StrictHostKeyChecking no`, `"..."`, in any case; only yes/true check.
+HOST_KEY_CHECK = re.compile(r"stricthostkeychecking\s*(?:=\s*|\s+)[\"']?([a-z-]*)", re.IGNORECASE)
+HOST_KEY_CHECKED = ("yes", "true")
 
 
 def _role(props: dict) -> str:
@@ -43,8 +57,23 @@ def non_root_user(args: ResourceValidationArgs, report: ReportViolation) -> None
     if args.resource_type != CONTAINER:
         return
     user = str(args.props.get("user") or "")
-    if user.split(":", 1)[0].strip() in ROOT_USERS:
-        report(f"{_who(args)} runs as {user or 'the image default (root)'}: set user to an unprivileged uid:gid")
+    ids = NUMERIC_USER.match(user)
+    if not ids or 0 in (int(ids.group(1)), int(ids.group(2))):
+        report(f"{_who(args)} runs as {repr(user) if user else 'the image default (root)'}: set user to a "
+               "numeric uid:gid, neither of them 0 (e.g. 1001:1001)")
+
+
+def not_privileged(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != CONTAINER:
+        return
+    if args.props.get("privileged"):
+        report(f"{_who(args)} is privileged: remove privileged (it is root on the host)")
+    for mode in HOST_NAMESPACES:
+        if str(args.props.get(mode) or "").strip().lower() == "host":
+            report(f"{_who(args)} shares the host's namespace ({mode}: host): use the container's own")
+    for option in args.props.get("securityOpts") or []:
+        if re.fullmatch(r"\s*(seccomp|apparmor)\s*[=:]\s*unconfined\s*", str(option), re.IGNORECASE):
+            report(f"{_who(args)} runs {option}: keep Docker's default seccomp and AppArmor profiles")
 
 
 def read_only_root(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -66,9 +95,15 @@ def all_capabilities_dropped(args: ResourceValidationArgs, report: ReportViolati
 def no_new_privileges(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != CONTAINER:
         return
-    options = [str(o).replace(" ", "") for o in args.props.get("securityOpts") or []]
-    if not any(o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true") for o in options):
-        report(f"{_who(args)} may gain privileges (setuid): add security_opts=['no-new-privileges:true']")
+    # Docker applies each no-new-privileges option in turn (a bare one means true): the last one decides.
+    enabled = False
+    for option in (str(o).replace(" ", "").lower() for o in args.props.get("securityOpts") or []):
+        name, _, value = option.replace("=", ":", 1).partition(":")
+        if name == "no-new-privileges":
+            enabled = value in ("", "true", "1", "t")
+    if not enabled:
+        report(f"{_who(args)} may gain privileges (setuid): security_opts must end with no-new-privileges:true "
+               "(and never set it to false)")
 
 
 def memory_limited(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -84,12 +119,40 @@ def database_not_published(args: ResourceValidationArgs, report: ReportViolation
         report(f"{_who(args)} publishes ports {args.props['ports']}: PostgreSQL is reached only through its socket")
 
 
+def _mounts(props: dict) -> Iterator[tuple[str, str]]:
+    """(source, target) of every mount, whichever input declares it: mounts[] or the older volumes[]."""
+    for mount in props.get("mounts") or []:
+        yield str(mount.get("source") or ""), str(mount.get("target") or "")
+    for volume in props.get("volumes") or []:
+        yield str(volume.get("hostPath") or volume.get("volumeName") or ""), str(volume.get("containerPath") or "")
+
+
+def _reaches_docker_socket(host_path: str) -> bool:
+    """The host path is a docker.sock, or a directory that holds the engine's socket ('/', '/run', '/var')."""
+    if not host_path.startswith("/"):
+        return host_path.endswith("docker.sock")   # a volume name; Docker reads "/..." as a host path
+    path = posixpath.normpath("/" + host_path.lstrip("/")).rstrip("/")
+    return path.endswith("docker.sock") or any(socket.startswith(path + "/") for socket in DOCKER_SOCKETS)
+
+
 def socket_only_for_database_and_backend(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != CONTAINER or _role(args.props) in SOCKET_ROLES:
         return
-    for mount in args.props.get("mounts") or []:
-        if mount.get("target") == SOCKET_DIR or str(mount.get("source") or "").endswith("-pgsocket"):
+    for source, target in _mounts(args.props):
+        if posixpath.normpath(target or "/") == SOCKET_DIR or source.endswith("-pgsocket"):
             report(f"{_who(args)} mounts the database socket volume: only {', '.join(SOCKET_ROLES)} may")
+
+
+def no_docker_socket(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == CONTAINER:
+        for source, _ in _mounts(args.props):
+            if _reaches_docker_socket(source):
+                report(f"{_who(args)} mounts {source}, which reaches Docker's socket (root on the host): "
+                       "remove the mount")
+    if args.resource_type == VOLUME:   # a local volume can bind a host path (driver_opts o=bind, device=PATH)
+        device = str((args.props.get("driverOpts") or {}).get("device") or "")
+        if device and _reaches_docker_socket(device):
+            report(f"volume {args.name} binds {device}, which reaches Docker's socket: remove driver_opts.device")
 
 
 def data_volume_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -100,18 +163,42 @@ def data_volume_protected(args: ResourceValidationArgs, report: ReportViolation)
                "(and retain_on_delete=True, which the engine does not show to policies)")
 
 
-def ssh_host_keys_checked(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != DOCKER_PROVIDER:
-        return
-    options: Any = args.props.get("sshOpts") or []
-    if isinstance(options, str):   # provider inputs reach the engine JSON-encoded
+def _text(value: Any) -> str:
+    """Every string in an input, argv lists joined by spaces; provider inputs reach the engine JSON-encoded."""
+    if isinstance(value, str):
         try:
-            options = json.loads(options)
+            decoded = json.loads(value) if value.lstrip()[:1] in ("[", "{") else value
         except ValueError:
-            options = [options]
-    if NO_HOST_KEY_CHECK.search(" ".join(str(o) for o in options)):
-        report(f"docker provider {args.name} turns off SSH host key checking: pin the host key "
-               "(StrictHostKeyChecking=yes with a known_hosts file)")
+            decoded = value
+        return value if isinstance(decoded, str) else _text(decoded)
+    if isinstance(value, dict):
+        return " ".join(_text(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return " ".join(_text(v) for v in value)
+    return ""
+
+
+def ssh_host_keys_checked(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    # Anywhere: a provider's sshOpts, a command's script or environment. ssh uses the first value it reads, so an
+    # ssh:// provider states yes itself (a ~/.ssh/config can say no).
+    values = [v.lower() for v in HOST_KEY_CHECK.findall(_text(args.props))]
+    loose = [v for v in values if v not in HOST_KEY_CHECKED]
+    if loose:
+        report(f"{args.resource_type} {args.name} turns off SSH host key checking (StrictHostKeyChecking="
+               f"{loose[0] or '?'}): pin the host key (StrictHostKeyChecking=yes with a known_hosts file)")
+    elif args.resource_type == DOCKER_PROVIDER and str(args.props.get("host") or "").startswith("ssh://") \
+            and not values:
+        report(f"docker provider {args.name} reaches {args.props['host']} without StrictHostKeyChecking=yes in "
+               "ssh_opts: pin the host key (-o StrictHostKeyChecking=yes -o UserKnownHostsFile=FILE)")
+
+
+def remote_commands_pin_the_host_key(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in REMOTE_COMMANDS:
+        return
+    connection = args.props.get("connection") or {}
+    if not str(connection.get("hostKey") or "").strip():
+        report(f"remote command {args.name} connects to {connection.get('host') or 'its host'} without a pinned "
+               "host key (any server would be trusted): set connection.host_key")
 
 
 def _policy(name: str, description: str, validate: Callable) -> ResourceValidationPolicy:
@@ -120,6 +207,8 @@ def _policy(name: str, description: str, validate: Callable) -> ResourceValidati
 
 POLICIES = [
     _policy("containers-run-as-non-root", "Every container runs as an unprivileged user.", non_root_user),
+    _policy("containers-not-privileged", "No container is privileged, shares a host namespace or runs unconfined.",
+            not_privileged),
     _policy("containers-read-only-root", "Every container has a read-only root filesystem.", read_only_root),
     _policy("containers-drop-all-capabilities", "Every container drops all capabilities.", all_capabilities_dropped),
     _policy("containers-no-new-privileges", "Every container sets no-new-privileges.", no_new_privileges),
@@ -127,7 +216,11 @@ POLICIES = [
     _policy("database-port-not-published", "The database publishes no port.", database_not_published),
     _policy("socket-volume-db-and-backend-only", "Only the database, backend and backup job mount the socket volume.",
             socket_only_for_database_and_backend),
+    _policy("docker-socket-never-mounted", "No container mounts Docker's socket or a directory holding it.",
+            no_docker_socket),
     _policy("data-volume-protected", "The database's data volume is protected.", data_volume_protected),
-    _policy("ssh-host-key-checking", "The docker provider never disables SSH host key checking.",
+    _policy("ssh-host-key-checking", "Nothing disables SSH host key checking; an ssh:// docker provider pins it.",
             ssh_host_keys_checked),
+    _policy("remote-commands-pin-host-key", "Every remote command pins its host's key.",
+            remote_commands_pin_the_host_key),
 ]

@@ -88,3 +88,43 @@ def test_the_429_page_carries_the_security_headers():
     for name in rendering.security_headers(True):
         assert f"add_header {name} " in page
     assert "return 429" in page
+
+
+def proxied_headers(text: str, name: str) -> set[str]:
+    return set(re.findall(rf"proxy_set_header {name} (.+);", text))
+
+
+@pytest.mark.parametrize("tls, https_port, public_host", [
+    ("off", 443, "app.example.com:8080"),
+    ("self-signed", 8443, "app.example.com:8443"),
+    ("self-signed", 443, "app.example.com"),
+])
+def test_finding_8_the_app_gets_the_configured_host_never_the_clients_host_header(tls, https_port, public_host):
+    settings = load_settings({"release": "r1", "domain": "app.example.com", "httpsPort": str(https_port),
+                              "tls": json.dumps({"mode": tls})}, set(), "s", PROJECT_DIR)
+    for text in (rendering.render_edge_site(settings, ["b-1"], ["w-1"]),
+                 rendering.render_edge_site(settings, ["b-1"], ["w-1"], canary=True)):
+        assert "$http_host" not in text   # `app.example.com:@evil` reached the app as it was sent
+        assert proxied_headers(text, "Host") == {f'"{public_host}"'}
+        assert proxied_headers(text, "X-Forwarded-Host") == {f'"{public_host}"'}
+
+
+def test_finding_8_a_backend_only_app_gets_the_configured_host_too():
+    settings = load_settings({"release": "r1", "domain": "app.example.com", "frontend": json.dumps({"enabled": False})},
+                             set(), "s", PROJECT_DIR)
+    text = rendering.render_edge_site(settings, ["b-1"], [])
+    assert proxied_headers(text, "Host") == proxied_headers(text, "X-Forwarded-Host") == {'"app.example.com:8080"'}
+
+
+@pytest.mark.parametrize("tls", ["off", "self-signed"])
+def test_finding_12_the_api_redirect_names_a_path_and_no_internal_port(tls):
+    app = next(b for b in servers(site(tls)) if "proxy_pass" in b)
+    assert "absolute_redirect off;" in app       # nginx's redirects would say https://app.example.com:8443/api/
+    redirect = app.split("location = /api {")[1].split("}")[0]
+    assert "return 308 /api/$is_args$args;" in redirect
+
+
+def test_finding_12_the_frontends_directory_redirects_name_a_path_and_no_internal_port():
+    conf = (PROJECT_DIR / "containers" / "web" / "nginx.conf").read_text()
+    server = conf.split("server {")[1]
+    assert "absolute_redirect off;" in server

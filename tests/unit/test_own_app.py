@@ -104,10 +104,11 @@ def location(text: str, path: str) -> str:
     return text[start:text.index("\n    }", start)]
 
 
-def test_the_backend_gets_host_with_port_the_scheme_and_the_address_the_edge_saw():
-    api = location(site({}), "/api/")
+def test_the_backend_gets_the_sites_host_with_port_the_scheme_and_the_address_the_edge_saw():
+    api = location(site({"domain": "example.com", "httpPort": "80"}), "/api/")
     assert "proxy_pass http://webstack_backend/;" in api   # the prefix is stripped
-    assert "proxy_set_header Host $http_host;" in api and "proxy_set_header X-Forwarded-Proto $scheme;" in api
+    assert 'proxy_set_header Host "example.com";' in api and "proxy_set_header X-Forwarded-Proto $scheme;" in api
+    assert 'proxy_set_header Host "localhost:8080";' in location(site({}), "/api/")   # the published port
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in api
     assert "$proxy_add_x_forwarded_for" not in site({})   # never the client's own value, appended to
 
@@ -122,7 +123,7 @@ def test_a_backend_only_app_owns_the_root_and_there_is_no_web_upstream():
 def test_a_prefix_kept_in_the_path_is_passed_whole():
     text = site({"backend": {"pathPrefix": "/app", "stripPrefix": False}})
     assert "proxy_pass http://webstack_backend;" in location(text, "/app/")
-    assert "return 308 /app/;" in location(text, "= /app")
+    assert "return 308 /app/$is_args$args;" in location(text, "= /app")
     assert "proxy_pass http://webstack_web;" in location(text, "/")
 
 

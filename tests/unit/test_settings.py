@@ -111,6 +111,11 @@ BAD_INPUT = [
     ("database named postgres", {"database": {"user": "postgres"}}, (), "webstack:database.user", "other than 'postgres'"),
     ("release with a space", {"release": "v 1"}, (), "webstack:release", "image tag"),
     ("publish address not an IP", {"publishAddress": "everywhere"}, (), "webstack:publishAddress", "0.0.0.0"),
+    ("base image with shell text", {"baseImage": "debian:bookworm-slim; rm -rf /"}, (), "webstack:baseImage", "pulumi config set webstack:baseImage debian:bookworm-slim"),
+    ("base image with a command substitution", {"baseImage": "debian:$(id)"}, (), "webstack:baseImage", "not a Docker image reference"),
+    ("base image with a newline", {"baseImage": "debian:bookworm-slim\n"}, (), "webstack:baseImage", "not a Docker image reference"),
+    ("base image in capitals", {"baseImage": "Debian:bookworm-slim"}, (), "webstack:baseImage", "not a Docker image reference"),
+    ("base image with a short digest", {"baseImage": "debian@sha256:abc"}, (), "webstack:baseImage", "not a Docker image reference"),
 ]
 
 
@@ -126,3 +131,20 @@ def test_bad_input_is_refused_naming_the_key(case, values, secrets, path, words)
     assert f"{path}:" in message, message
     assert words in message, message
     assert "Fix:" in message, message
+
+
+@pytest.mark.parametrize("base_image", ["debian:bookworm-slim; rm -rf /", "debian:bookworm-slim && curl x|sh",
+                                        "debian:`id`", "-debian", "debian:bookworm slim", ""])
+def test_finding_17_a_base_image_that_is_not_an_image_reference_is_refused_at_load(base_image):
+    with pytest.raises(ConfigError) as error:
+        load({"baseImage": base_image})
+    assert [path for path, _ in error.value.problems] == ["baseImage"]
+    assert "Fix: pulumi config set webstack:baseImage debian:bookworm-slim" in str(error.value)
+
+
+@pytest.mark.parametrize("base_image", [
+    "debian:bookworm-slim", "debian", "localhost/webstack-base", "registry.example.com:5000/team/base:1.2",
+    "debian@sha256:" + "0" * 64, "registry.example.com/debian:bookworm-slim@sha256:" + "a" * 64,
+])
+def test_a_base_image_in_docker_reference_grammar_is_accepted(base_image):
+    assert load({"baseImage": base_image}).baseImage == base_image
