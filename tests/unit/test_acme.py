@@ -4,7 +4,11 @@ switch, and the site serves HTTP-01 challenges from that volume while everything
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +91,71 @@ def test_port_80_serves_challenges_from_the_webroot_and_redirects_everything_els
 
 def test_only_acme_stacks_serve_the_challenge_path():
     assert "acme-challenge" not in site({"mode": "self-signed"})
+
+
+# --- issue 19, finding 15 ----------------------------------------------------------------------------------------
+
+SCRIPT = Path(__file__).resolve().parents[2] / "containers" / "acme" / "webstack-acme"
+
+
+def test_finding_15_the_acme_volume_outlives_the_stack(run):
+    """Account key and certificates are kept on destroy: a redeploy reuses them instead of issuing again."""
+    volume = run.named("acme-data")
+    assert volume.retain_on_delete and not volume.protect
+
+
+def publish_certificate(directory: Path, lifetime: dt.timedelta, left: dt.timedelta) -> None:
+    """A published pair in the layout webstack-acme keeps (certs/live -> stamp), valid for `lifetime` with
+    `left` of it remaining."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "acme.example.test")])
+    not_after = dt.datetime.now(dt.timezone.utc) + left
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(not_after - lifetime)
+            .not_valid_after(not_after).sign(key, hashes.SHA256()))
+    stamp = directory / "certs" / "20261203T000000-1_acme"
+    stamp.mkdir(parents=True)
+    (stamp / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (stamp / "privkey.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    (directory / "certs" / "live").symlink_to(stamp.name)
+
+
+def health(directory: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], "ACME_DIR": str(directory), "ACME_DOMAIN": "acme.example.test",
+           "ACME_SERVER": "https://acme.example.test/dir"}
+    return subprocess.run(["sh", str(SCRIPT), "health"], capture_output=True, text=True, env=env, timeout=30)
+
+
+@pytest.mark.parametrize("left_days, healthy", [(60, True), (20, True), (14, False), (1, False), (-1, False)])
+def test_finding_15_the_health_check_fails_before_the_certificate_expires(tmp_path, left_days, healthy):
+    """A 90-day certificate renews at day 60; the container turns unhealthy once less than a sixth (15 days)
+    is left, i.e. renewals kept failing for half of the time there was. It was healthy until the end before."""
+    publish_certificate(tmp_path, dt.timedelta(days=90), dt.timedelta(days=left_days))
+    result = health(tmp_path)
+    assert (result.returncode == 0) is healthy, result.stdout + result.stderr
+    if not healthy:
+        assert "expires in" in result.stdout
+
+
+def test_finding_15_no_published_certificate_is_unhealthy(tmp_path):
+    result = health(tmp_path)
+    assert result.returncode == 1 and "no certificate published" in result.stdout
+
+
+def test_finding_15_failed_renewals_back_off_to_stay_under_the_cas_failure_limit():
+    """10 min, then doubling to 6 h: at most 4 failed attempts in the first hour (Let's Encrypt allows 5 failed
+    validations per hostname per hour; a fixed 10 min made 6). The function is run as the script defines it."""
+    import re
+    body = re.search(r"^next_retry\(\) \{.*?^\}", SCRIPT.read_text(), re.S | re.M).group(0)
+    program = f"RETRY_MAX_SLEEP=21600\n{body}\nr=600; for i in 1 2 3 4 5 6 7 8; do echo $r; r=$(next_retry $r); done\n"
+    pauses = [int(p) for p in subprocess.run(["sh", "-c", program], capture_output=True, text=True,
+                                             check=True).stdout.split()]
+    assert pauses == [600, 1200, 2400, 4800, 9600, 19200, 21600, 21600]
+    attempts_in_first_hour = sum(1 for i in range(len(pauses)) if sum(pauses[:i]) < 3600)
+    assert attempts_in_first_hour <= 4
