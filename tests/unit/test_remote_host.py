@@ -219,3 +219,13 @@ def test_ssh_options_quote_paths_with_spaces_and_percent_signs():
     assert option(access.options, "UserKnownHostsFile") == ['"/a b/%%h"']
     assert access.docker_host == "ssh://deploy@h:2222"
     assert access.options[-2:] == ["-i", "/k"]
+
+
+def test_finding_14_no_remote_command_carries_the_previous_output_into_its_command_line(prod):
+    """sshd refuses environment variables it was not told to accept, and the command provider then writes them
+    as `export NAME='value';` in front of the remote command line: the previous output (which may hold what a
+    script printed) would be in the host's process list. Every remote command turns that off."""
+    commands = prod.of_type("command:remote:Command")
+    assert {c.name for c in commands} >= {"host-bootstrap", "pids-limits-update"}
+    assert all(c.inputs.get("addPreviousOutputInEnv") is False for c in commands), \
+        [c.name for c in commands if c.inputs.get("addPreviousOutputInEnv") is not False]
