@@ -292,6 +292,9 @@ class Backend(Build):
     generatedSecrets: list[str] = Field(default_factory=list)
     # Runs once per release in a one-off container of the new image, before its backends start ([] = none).
     releaseCommand: list[str] = Field(default_factory=list)
+    # A release command still running after this long is stopped and fails the update (a command that never
+    # exits, e.g. a server started by mistake, held `pulumi up` until someone killed it).
+    releaseTimeoutSeconds: int = Field(600, ge=5, le=86400)
     egress: bool = False   # also join a network with a route out of the host (the database never does)
     volumes: dict[str, str] = Field(default_factory=dict)   # name -> mount path: protected named volumes
     # Where the edge serves the backend: None = /api with a frontend, / without one.
@@ -352,7 +355,8 @@ class Backend(Build):
 
     def spec(self) -> dict:
         """What shapes the containers, without secret values (they apply with the next release)."""
-        return {**self.model_dump(exclude={"secrets"}), "secrets": sorted(self.secrets)}
+        # The release command's timeout shapes no container: changing it is no new generation.
+        return {**self.model_dump(exclude={"secrets", "releaseTimeoutSeconds"}), "secrets": sorted(self.secrets)}
 
     @field_validator("healthPath")
     @classmethod

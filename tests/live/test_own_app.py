@@ -263,6 +263,29 @@ def test_3_a_failing_release_command_fails_the_update_fast_with_its_output_while
     assert stack.get("/release-runs") == ["r1", "r2"]
 
 
+def test_3b_a_release_command_that_never_exits_fails_at_its_timeout_with_its_real_argv_while_r2_serves(stack):
+    """Issue 20: a release command that never exits held `pulumi up` for 7 minutes. With
+    backend.releaseTimeoutSeconds it fails the update at the timeout, naming the argv the container ran."""
+    forever = ["node", "-e", "console.log('waiting forever'); setInterval(() => {}, 1000)"]
+    loads = (Load(stack.url + "/", RPS, 600).start(), Load(stack.url + "/release-runs", RPS, 600).start())
+    try:
+        with pytest.raises(EngineFailed) as failed:
+            stack.release("r3-hang", **{"webstack:backend.releaseCommand": forever,
+                                        "webstack:backend.releaseTimeoutSeconds": 15})
+    finally:
+        load = stop_all(loads)
+    message = failed.value.message
+    stack.figures["release command that never exits"] = \
+        f"update failed after {failed.value.seconds:.1f}s (timeout 15 s); {load.total} requests, {load.failed} failed"
+    assert "did not finish within 15 s (backend.releaseTimeoutSeconds)" in message, message
+    assert 'the container ran: "node" ["-e",' in message and "waiting forever" in message, message
+    assert failed.value.seconds < 15 + 60, failed.value.seconds
+    assert load.failed == 0, load.detail
+    assert stack.containers("release-command") == []
+    assert not [c for c in stack.containers("backend") if "-r3-hang-" in c]
+    assert stack.get("/release-runs") == ["r1", "r2"]
+
+
 def test_4_the_secrets_never_appear_in_state_preview_image_history_or_logs(stack):
     backend = stack.containers("backend")[0]
     generated = docker("exec", backend, "node", "-e", "process.stdout.write(process.env.DJANGO_SECRET_KEY)")

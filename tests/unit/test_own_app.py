@@ -229,7 +229,7 @@ def test_the_release_command_hands_every_value_to_docker_unchanged(tmp_path):
     values = {"PADDED": "xy", "PATH": "/nowhere", "LINES": "multi\nline = with ==\n\n", "QUOTES": "a'b\"c $HOME"}
     body = rendering.render("host/release-command.sh.j2", generation="g", command=["migrate"], container="c",
                             image="img", networks=["net"], mounts=[], user="1001:1001", group="1500", memory_mb=64,
-                            nproc=64, pids=64, stack="s", release="r", log_lines=5)
+                            nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=30)
     script = rendering.render("host/release-command-env.sh.j2", body=body, env_lines=env_lines(values))
     record = tmp_path / "passed.json"
     recorder = ("import json, os, sys; names = [a for p, a in zip(sys.argv, sys.argv[1:]) if p == '-e']; "
@@ -303,7 +303,7 @@ def test_finding_3_release_command_arguments_reach_the_container_as_exactly_thos
     for exit_code in ("0", "3"):
         body = rendering.render("host/release-command.sh.j2", generation="g", command=hostile, container="c",
                                 image="img", networks=["net"], mounts=[], user="1001:1001", group="1500",
-                                memory_mb=64, nproc=64, pids=64, stack="s", release="r", log_lines=5)
+                                memory_mb=64, nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=30)
         fake = tmp_path / "docker"
         fake.write_text(f"#!/bin/sh\n[ \"$1\" = create ] && exec {sys.executable} -c \"{recorder}\" \"$@\"\n"
                         f"[ \"$1\" = wait ] && echo {exit_code}\nexit 0\n")
@@ -383,3 +383,39 @@ def test_finding_9_the_rollback_puts_secrets_back_on_stdin_never_in_an_argv(tmp_
                    "webstack:backend.releaseCommand[1]": "--pin=4821", "webstack:tls.privateKey": key_text}
     assert all("--secret" in argv and "--stack" in argv for argv, _ in calls)
     assert all(("--path" in argv) is (argv[-1] != "webstack:generationKey") for argv, _ in calls)
+
+
+def test_a_release_command_that_never_exits_fails_at_its_timeout_with_the_argv_that_really_ran(tmp_path):
+    """Issue 20: a release command that never exits held `pulumi up` until the container was killed by hand.
+    A stand-in `docker` whose `wait` never returns: the script gives up after releaseTimeoutSeconds, says so with
+    the entrypoint and arguments the container ran, and removes the container."""
+    import subprocess
+    import time
+
+    log = tmp_path / "docker.log"
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\n"
+                    f"echo \"$@\" >> {log}\n"
+                    "case \"$1\" in\n"
+                    "  wait) exec sleep 3600 ;;\n"
+                    "  inspect) echo '\"/server\" [\"/server\",\"migrate\"]' ;;\n"
+                    "  logs) echo 'listening on :8000' ;;\n"
+                    "esac\nexit 0\n")
+    fake.chmod(0o755)
+    body = rendering.render("host/release-command.sh.j2", generation="g", command=["/server", "migrate"],
+                            container="c", image="img", networks=["net"], mounts=[], user="1001:1001", group="1500",
+                            memory_mb=64, nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=2)
+    started = time.monotonic()
+    run = subprocess.run(["/bin/sh", "-c", body], capture_output=True, text=True, timeout=60, input="",
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert run.returncode == 1 and time.monotonic() - started < 20
+    assert "did not finish within 2 s (backend.releaseTimeoutSeconds)" in run.stderr, run.stderr
+    assert 'the container ran: "/server" ["/server","migrate"]' in run.stderr
+    assert "listening on :8000" in run.stderr
+    assert "rm -f c" in log.read_text()   # the container does not outlive the failed update
+
+
+def test_the_release_timeout_is_validated_and_shapes_no_generation():
+    from components.backend import generation
+    assert "backend.releaseTimeoutSeconds" in problems({"backend": {"releaseTimeoutSeconds": 0}})
+    assert generation(load({"backend": {"releaseTimeoutSeconds": 1800}})) == generation(load({}))
