@@ -87,7 +87,10 @@ class Backups(pulumi.ComponentResource):
                 "host/backup-pre-deploy-secrets.sh.j2", body=body,
                 secrets_json=json.dumps(backup_job.job_secrets(settings, key), sort_keys=True))))
         return args.host.script(
-            f"{name}-pre-deploy", script, triggers=[image, database.name, database.user, *args.triggers],
+            f"{name}-pre-deploy", script,
+            # Whatever replaces the database container runs it again: its image and every setting of it
+            # (issue 21: a change of database.memoryMb or of containers/db alone replaced it with no backup).
+            triggers=[image, args.database_image, database.name, database.user, database.memoryMb, *args.triggers],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.image, self.volume]))
 
     def _schedule(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> docker.Container:

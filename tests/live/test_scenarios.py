@@ -247,6 +247,9 @@ def test_6_replacing_the_database_container_and_destroying_the_stack_keep_every_
     # memoryMb also sizes postgresql.conf, which is built into the database image: a new image, a new container.
     updated = stack.up(**{"webstack:release": "r2", "webstack:database.memoryMb": 384})
     assert "database-postgres" in updated.names("replace"), [s for s in updated.steps if s[0] != "same"]
+    # Issue 21: a database change alone is backed up before the container is replaced.
+    assert "backups-pre-deploy" in updated.names("replace"), [s for s in updated.steps if s[0] != "same"]
+    assert "backing up database" in updated.output, updated.output[-3000:]
     assert set(stack.notes_written) <= set(stack.notes())
     volume = updated.outputs["dataVolume"]
     # The real engine deletes what it can and stops at the protected volume (the applier refused up front):

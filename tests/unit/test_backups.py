@@ -492,3 +492,20 @@ def test_finding_5_an_offsite_dump_without_the_signing_key_is_refused_before_it_
     monkeypatch.delenv("WEBSTACK_SIGNING_KEY", raising=False)
     with pytest.raises(tool.Refused, match="offsite copies are signed"):
         tool.dump("manual")
+
+
+@pytest.mark.parametrize("change", [{"webstack:database": {"memoryMb": 1024}}])
+def test_a_change_that_replaces_only_the_database_container_takes_a_backup_first(dev, change):
+    """Issue 21: database.memoryMb (or containers/db) alone replaced the database container with no backup: the
+    pre-deploy backup's triggers did not change. Every input that replaces that container is among them."""
+    from tests.program import run_program
+    changed = run_program("dev", change)
+    before, after = dev.named("backups-pre-deploy"), changed.named("backups-pre-deploy")
+    assert dev.named("database-postgres").inputs["memory"] != changed.named("database-postgres").inputs["memory"]
+    assert before.inputs["triggers"] != after.inputs["triggers"]
+    assert changed.named("backups-pre-deploy").urn in changed.named("database-postgres").dependencies
+
+
+def test_the_database_image_is_a_trigger_of_the_pre_deploy_backup(dev):
+    image = dev.named("images-db").inputs["name"]
+    assert image in dev.named("backups-pre-deploy").inputs["triggers"]
