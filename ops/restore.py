@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from ops import stack as stacks
 from ops.backup import backups_output, job
@@ -49,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--from-stack", metavar="OTHER",
                         help="take another stack's backup (its backups volume on the same target, or with "
                              "--from-s3 its offsite prefix): how data moves to a new stack")
+    parser.add_argument("--signing-key-file", metavar="FILE",
+                        help="with --from-s3 --from-stack OTHER: OTHER's backup signing key, when OTHER is not in "
+                             "this backend (another backend, or its state is gone): `pulumi stack output "
+                             "backupSigningKey --show-secrets --stack OTHER > FILE` where its state is")
     parser.add_argument("--verify", action="store_true",
                         help="restore drill: restore into a scratch database, check it, drop it; change nothing")
     parser.set_defaults(func=run)
@@ -73,6 +78,28 @@ def wait_healthy(target: Target, names: list[str]) -> None:
         time.sleep(1)
 
 
+def source_signing_key(args: argparse.Namespace) -> str:
+    """Another stack's offsite backups are signed with that stack's key: from --signing-key-file, else from that
+    stack's outputs in this backend."""
+    if args.signing_key_file:
+        try:
+            key = Path(args.signing_key_file).read_text().strip()
+        except OSError as exc:
+            raise OpsError(f"--signing-key-file: cannot read {args.signing_key_file}: {exc.strerror}") from None
+        if not key:
+            raise OpsError(f"--signing-key-file: {args.signing_key_file} is empty")
+        return key
+    try:
+        key = backups_output(stacks.select(args.from_stack))["signingKey"]
+    except OpsError as exc:
+        raise OpsError(f"{exc}. Stack {args.from_stack}'s offsite backups are signed with its key: where its state "
+                       f"is, `pulumi stack output backupSigningKey --show-secrets --stack {args.from_stack} > FILE`, "
+                       "then add --signing-key-file FILE") from None
+    if not key:
+        raise OpsError(f"stack {args.from_stack} has no backupSigningKey output: it signed no offsite backup")
+    return key
+
+
 def run(args: argparse.Namespace) -> int:
     stack = stacks.select(args.stack)
     target = Target(settings_of(stack))
@@ -90,9 +117,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"restoring {'backup ' + args.name if args.name else 'the latest backup'}{source}"
           f"{' from S3' if args.from_s3 else ''} into stack {args.stack} ({'verify mode' if args.verify else 'database ' + database})",
           flush=True)
-    # Another stack's offsite backups are signed with that stack's key.
-    signing_key = backups_output(stacks.select(args.from_stack))["signingKey"] if args.from_s3 and args.from_stack \
-        else None
+    signing_key = source_signing_key(args) if args.from_s3 and args.from_stack else None
     prepared = job(target, backups, command, source_stack=args.from_stack if not args.from_s3 else None,
                    signing_key=signing_key)
     rows = sum(prepared["tables"].values())

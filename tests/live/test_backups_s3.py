@@ -51,6 +51,14 @@ def fresh(s3, tmp_path_factory, request):
     yield from deployed(lambda: BackupStack(tmp_path_factory.mktemp(FRESH), stack=FRESH), request, "fresh stack")
 
 
+def signing_key_file(stack) -> str:
+    """The stack's backup signing key in a 0600 file, as an operator would save it from `pulumi stack output`."""
+    path = stack.engine.directory / "signing-key"
+    path.touch(mode=0o600)
+    path.write_text(stack.engine.stack.outputs()["backupSigningKey"].value + "\n")
+    return str(path)
+
+
 def offsite_names(client, stack: str) -> list[str]:
     prefix = f"backups/webstack/{stack}/"
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
@@ -84,7 +92,12 @@ def test_2_a_fresh_stack_restores_the_latest_offsite_backup(s3, source, fresh):
     fresh.engine.up(secrets=secrets, **{"webstack:release": "r1", **plain, "webstack:database.name": "shop",
                                         "webstack:database.user": "shopper"})
     expected = sql(CHECKSUM, stack=SOURCE)
-    restored = fresh.ops("restore", "--from-s3", "--from-stack", SOURCE, "--latest")
+    # The source stack lives in another backend (as after losing a host with its operator's machine): its
+    # signing key comes from a file. Without it the restore is refused, saying how to get it.
+    refused = fresh.ops("restore", "--from-s3", "--from-stack", SOURCE, "--latest", ok=False)
+    assert refused.returncode != 0 and "--signing-key-file" in refused.stderr, refused.stderr
+    restored = fresh.ops("restore", "--from-s3", "--from-stack", SOURCE, "--latest",
+                         "--signing-key-file", signing_key_file(source))
     assert "verified and restored" in restored.stdout, restored.stdout + restored.stderr
     assert sql(CHECKSUM, **RENAMED) == expected
     assert sql("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'", **RENAMED) == "shopper"
@@ -100,7 +113,8 @@ def test_3_a_corrupted_offsite_backup_is_refused_before_anything_changes(s3, sou
     body[100] ^= 0xFF
     client.put_object(Bucket=BUCKET, Key=key, Body=bytes(body))
     before, dbs = sql(CHECKSUM, **RENAMED), databases(FRESH)
-    refused = fresh.ops("restore", "--from-s3", "--from-stack", SOURCE, "--name", name, ok=False)
+    refused = fresh.ops("restore", "--from-s3", "--from-stack", SOURCE, "--name", name,
+                        "--signing-key-file", signing_key_file(source), ok=False)
     assert refused.returncode == 2 and f"backup {name} is corrupted" in refused.stderr, refused.stderr
     assert sql(CHECKSUM, **RENAMED) == before and databases(FRESH) == dbs
 
