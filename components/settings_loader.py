@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import pulumi
 from pydantic import ValidationError
 
+from .git_release import NoGitRelease, git_release
 from .settings import GENERATION_KEY_FIX, FieldProblem, Settings, check_build, check_provided_tls, provided_tls_warnings
 
 NAMESPACE = "webstack"
@@ -183,6 +184,12 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
     problems += [(key, f"is stored in plain text; it must be a secret. Fix: pulumi config rm {NAMESPACE}:{key}, "
                        f"then {GENERATION_KEY_FIX}") for key in SECRET_SCALARS if key in data and key not in secret_keys]
     problems += plaintext_app_secrets(data, secret_keys)
+    if not data.get("release"):   # unset (Pulumi.yaml's default is empty): the project's git commit
+        try:
+            data["release"] = git_release(project_dir)
+        except NoGitRelease as reason:
+            problems.append(("release", f"is not set, and it cannot be the git commit: {reason}. Fix: "
+                                        f"{set_command('release', 'v1')} (or deploy from a git checkout)"))
     if problems:
         raise ConfigError(problems)
     try:

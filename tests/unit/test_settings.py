@@ -71,7 +71,6 @@ def test_every_problem_is_reported_at_once():
 
 BAD_INPUT = [
     # (case, values, secret keys, key path named, words in the message)
-    ("missing release", {"release": None}, (), "webstack:release", "pulumi config set webstack:release"),
     ("typo at top level", {"httpport": "80"}, (), "webstack:httpport", "did you mean 'httpPort'"),
     ("typo inside an object", {"backend": {"replica": 2}}, (), "webstack:backend.replica", "backend.replicas"),
     ("port not a number", {"httpPort": "eighty"}, (), "webstack:httpPort", "must be an integer"),

@@ -1,0 +1,72 @@
+"""Issue 22: with no webstack:release, the release is the project's git commit (as Kamal does)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.git_release import git_release
+from components.settings_loader import ConfigError, load_settings
+
+pytestmark = pytest.mark.skipif(subprocess.run(["git", "--version"], capture_output=True).returncode != 0,
+                                reason="git is not installed")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test", *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    git(tmp_path, "init", "-q")
+    (tmp_path / "app.py").write_text("print('one')\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text("config: {}\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    return tmp_path
+
+
+def test_a_clean_checkout_is_released_as_its_commit(repo):
+    assert git_release(repo) == git(repo, "rev-parse", "--short=12", "HEAD")
+
+
+def test_a_new_commit_is_a_new_release(repo):
+    first = git_release(repo)
+    (repo / "app.py").write_text("print('two')\n")
+    git(repo, "commit", "-q", "-am", "two")
+    assert git_release(repo) not in (first, "") and git_release(repo) == git(repo, "rev-parse", "--short=12", "HEAD")
+
+
+def test_changed_and_untracked_files_make_a_dirty_release_named_after_the_changes(repo):
+    commit = git_release(repo)
+    (repo / "app.py").write_text("print('changed')\n")
+    changed = git_release(repo)
+    assert changed.startswith(f"{commit}-dirty-") and len(changed) == len(commit) + 15
+    (repo / "new.py").write_text("x = 1\n")
+    with_new_file = git_release(repo)
+    (repo / "new.py").write_text("x = 2\n")
+    assert len({changed, with_new_file, git_release(repo)}) == 3   # other changes, other releases
+    assert git_release(repo) == git_release(repo)                  # and the same tree, the same release
+
+
+def test_the_stack_files_are_config_not_code(repo):
+    (repo / "Pulumi.dev.yaml").write_text("config: {webstack:domain: example.com}\n")
+    (repo / "Pulumi.prod.yaml").write_text("config: {}\n")
+    assert git_release(repo) == git(repo, "rev-parse", "--short=12", "HEAD")
+
+
+def test_an_unset_release_outside_git_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, set(), "test", tmp_path)
+    problems = dict(error.value.problems)
+    assert "cannot be the git commit" in problems["release"]
+    assert "pulumi config set webstack:release v1" in problems["release"]
+
+
+def test_an_explicit_release_wins_over_git(repo):
+    from tests.stack_config import PROJECT_DIR
+    assert load_settings({"release": "v7"}, set(), "test", PROJECT_DIR).release == "v7"
+    assert load_settings({"release": ""}, set(), "test", PROJECT_DIR).release == git_release(PROJECT_DIR)
