@@ -67,6 +67,23 @@ def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int,
     return version, chosen
 
 
+def release_of(entry: auto.UpdateSummary, number: int) -> str:
+    """The release that version ran: its config's, or, where the release was the git commit (no release set),
+    the commit that Pulumi recorded with the update (`git.head`)."""
+    value = (entry.config or {}).get(f"{NAMESPACE}:release")
+    if value is not None and value.value:
+        return value.value
+    environment = entry.environment or {}
+    head = environment.get("git.head", "")
+    if not head:
+        raise OpsError(f"version {number} sets no {NAMESPACE}:release and recorded no git commit: roll back to "
+                       "another version (`python -m ops rollback --list`)")
+    if environment.get("git.dirty") == "true":
+        raise OpsError(f"version {number} ran the uncommitted changes of commit {head[:12]} (a -dirty- release), "
+                       "which its history does not name exactly: roll back to another version")
+    return head[:12]
+
+
 def release_images(target: Target, release: str, roles: tuple[str, ...] = RELEASE_ROLES) -> dict[str, str]:
     """The image IDs of `release` on the target, per role in `roles`; refuses when one is gone."""
     found: dict[str, str] = {}
@@ -96,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
     number, chosen = choose(history, args.to)
     config = dict(chosen.config or {})
     release_key = f"{NAMESPACE}:release"
-    if release_key not in config:
-        raise OpsError(f"version {number} has no {release_key} in its config")
-    release = config[release_key].value
+    release = release_of(chosen, number)
+    from_git = not config.get(release_key, auto.ConfigValue("")).value
+    config[release_key] = auto.ConfigValue(release)
     target = Target(settings_of(stack))
     images = release_images(target, release, release_roles(frontend_of(config)))
     pinned = {"release": release, **images}
@@ -130,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     print(f"rolled back to release {release} (version {number}): the update took {time.monotonic() - started:.1f} s",
           flush=True)
+    if from_git:
+        print(f"the stack file now names release {release}: to release commits again, fix forward with a new "
+              f"commit and `pulumi config rm {release_key} --stack {stack.name}`", flush=True)
     return 0
 
 

@@ -70,3 +70,32 @@ def test_an_explicit_release_wins_over_git(repo):
     from tests.stack_config import PROJECT_DIR
     assert load_settings({"release": "v7"}, set(), "test", PROJECT_DIR).release == "v7"
     assert load_settings({"release": ""}, set(), "test", PROJECT_DIR).release == git_release(PROJECT_DIR)
+
+
+@pytest.mark.parametrize("config, environment, expected", [
+    ({"webstack:release": "v3"}, {"git.head": "f" * 40}, "v3"),
+    ({}, {"git.head": "0123456789abcdef" + "0" * 24, "git.dirty": "false"}, "0123456789ab"),
+    ({"webstack:release": ""}, {"git.head": "a" * 40}, "a" * 12),
+])
+def test_a_rollback_finds_the_release_of_a_version_that_released_its_commit(config, environment, expected):
+    from pulumi import automation as auto
+
+    from ops.rollback import release_of
+    entry = auto.UpdateSummary(kind="update", start_time=None, message="", environment=environment,
+                               config={k: {"value": v, "secret": False} for k, v in config.items()},
+                               result="succeeded",
+                               end_time=None, version=1, deployment=None, resource_changes=None)
+    assert release_of(entry, 1) == expected
+
+
+@pytest.mark.parametrize("environment, words", [({}, "recorded no git commit"),
+                                                ({"git.head": "a" * 40, "git.dirty": "true"}, "uncommitted")])
+def test_a_rollback_refuses_a_version_whose_release_it_cannot_name(environment, words):
+    from pulumi import automation as auto
+
+    from ops.errors import OpsError
+    from ops.rollback import release_of
+    entry = auto.UpdateSummary(kind="update", start_time=None, message="", environment=environment, config={},
+                               result="succeeded", end_time=None, version=4, deployment=None, resource_changes=None)
+    with pytest.raises(OpsError, match=words):
+        release_of(entry, 4)
