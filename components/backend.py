@@ -81,7 +81,7 @@ class Backend(pulumi.ComponentResource):
                 mounts=[args.socket.mount("Backend"), *args.volumes.mounts()],
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n.name) for n in networks],
                 **hardened(settings, "backend", user=f"{contract.BACKEND_UID}:{contract.BACKEND_UID}",
-                           memory_mb=backend.memoryMb, release=settings.release, wait=False),
+                           memory_mb=backend.memoryMb, release=settings.release, wait=False, cpus=backend.cpus),
                 # A secret's new value alone is no new generation (see `generation`): it waits for the next
                 # release instead of replacing these containers delete-first.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.database, *args.volumes.owner,

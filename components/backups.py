@@ -90,7 +90,8 @@ class Backups(pulumi.ComponentResource):
             f"{name}-pre-deploy", script,
             # Whatever replaces the database container runs it again: its image and every setting of it
             # (issue 21: a change of database.memoryMb or of containers/db alone replaced it with no backup).
-            triggers=[image, args.database_image, database.name, database.user, database.memoryMb, *args.triggers],
+            triggers=[image, args.database_image, database.name, database.user, database.memoryMb,
+                      f"cpus={database.cpus}", *args.triggers],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.image, self.volume]))
 
     def _schedule(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> docker.Container:

@@ -57,6 +57,7 @@ class Database(pulumi.ComponentResource):
             stop_signal="SIGINT",
             # A longer wait: the first start runs initdb. A longer grace: a clean shutdown writes a checkpoint.
             **hardened(settings, "database", user=f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
-                       memory_mb=settings.database.memoryMb, wait_timeout=180, grace_seconds=60),
+                       memory_mb=settings.database.memoryMb, wait_timeout=180, grace_seconds=60,
+                       cpus=settings.database.cpus),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
         self.register_outputs({"containerName": self.container.name, "dataVolume": self.data_volume.name})

@@ -15,7 +15,7 @@ LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 RESTART = "unless-stopped"
 CPU_SHARES = 512   # CIS 5.12: a CPU priority below the default 1024 for every container
 CPU_PERIOD_US = 100_000
-CPU_QUOTA_US = 100_000   # at most one CPU per container: a runaway process cannot take the host
+# The quota is cpus * period: one CPU unless the service's `cpus` setting says otherwise (the database: no cap).
 # CIS 5.29 asks for --pids-limit; the provider (pulumi-docker 5.2.0, kreuzwerker) has no pids_limit input. The nproc
 # ulimit stands in: it caps the processes and threads of the container's uid (counted host-wide for that uid),
 # so a fork bomb stops there instead of exhausting the host's pid space.
@@ -41,9 +41,16 @@ def healthcheck(command: list[str], start_period: str = f"{START_PERIOD_SECONDS}
                                            timeout="3s", start_period=start_period, retries=HEALTH_RETRIES)
 
 
+def cpu_limit(cpus: float | None) -> dict:
+    """The CFS quota for `cpus` CPUs; none for None (the CPU shares below still give it a lower priority)."""
+    if cpus is None:
+        return {}
+    return dict(cpu_period=CPU_PERIOD_US, cpu_quota=round(cpus * CPU_PERIOD_US))
+
+
 def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, release: str | None = None,
              tmpfs: dict[str, str] | None = None, wait_timeout: int = 60, grace_seconds: int = 30,
-             wait: bool = True) -> dict:
+             wait: bool = True, cpus: float | None = 1.0) -> dict:
     """Keyword arguments for docker.Container shared by every container webstack runs."""
     return dict(
         user=user,
@@ -54,8 +61,7 @@ def hardened(settings: Settings, role: str, *, user: str, memory_mb: int, releas
         memory=memory_mb,
         memory_swap=memory_mb,   # equal to memory: no swap, so the limit is a real limit
         cpu_shares=CPU_SHARES,
-        cpu_period=CPU_PERIOD_US,
-        cpu_quota=CPU_QUOTA_US,
+        **cpu_limit(cpus),
         ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=NPROC_LIMIT, hard=NPROC_LIMIT)],
         restart=RESTART,
         log_driver="json-file",

@@ -65,7 +65,8 @@ class ReleaseCommand(pulumi.ComponentResource):
             networks=v["networks"], mounts=[socket, *args.volumes.mount_flags()],
             user=f"{contract.BACKEND_UID}:{contract.BACKEND_UID}", group=str(contract.DBSOCK_GID),
             memory_mb=settings.backend.memoryMb, nproc=NPROC_LIMIT, pids=PIDS_LIMIT, stack=settings.stack,
-            release=settings.release, log_lines=LOG_LINES, timeout_seconds=settings.backend.releaseTimeoutSeconds))
+            release=settings.release, log_lines=LOG_LINES, timeout_seconds=settings.backend.releaseTimeoutSeconds,
+            cpus=settings.backend.cpus))
         # The environment is part of the script (a secret Output), not its stdin: see release-command-env.sh.j2.
         script = pulumi.Output.all(body=body, env=args.secrets.environment()).apply(lambda v: rendering.render(
             "host/release-command-env.sh.j2", body=v["body"], env_lines=env_lines(v["env"])))

@@ -246,6 +246,8 @@ class Database(Model):
     user: str = "app"
     backupsToKeep: int = Field(7, ge=1, le=365)
     memoryMb: int = Field(512, ge=128)
+    # CPUs the database may use; unset: no cap (a database capped at one core makes every query wait for it).
+    cpus: Optional[float] = Field(None, gt=0, le=256)
     backupSchedule: str = "daily 03:15"
     offsite: Optional[Offsite] = None
 
@@ -269,6 +271,7 @@ class Database(Model):
 class Build(Model):
     context: str
     dockerfile: str = "Dockerfile"
+    cpus: float = Field(1.0, gt=0, le=256)   # CPUs each container may use (CIS 5.12: a runaway cannot take the host)
 
 
 # Variables webstack sets itself for every backend (components/backend.py): no user key may shadow them.

@@ -53,6 +53,6 @@ class Web(pulumi.ComponentResource):
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.app_network.name)],
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{contract.WEB_PORT}/healthz"]),
             **hardened(settings, "web", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=64,
-                       release=settings.release, wait=False),
+                       release=settings.release, wait=False, cpus=settings.frontend.cpus),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)))
         self.register_outputs({"generation": self.generation, "containerName": self.container_name})

@@ -61,10 +61,24 @@ def test_container_shares_no_host_namespace(prod, role):
         assert "docker.sock" not in str(c.get("mounts", ""))
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", ["backend", "web", "edge"])
 def test_container_has_a_cpu_quota(prod, role):
     for c in containers(prod, role):
-        assert c["cpuPeriod"] == 100_000 and 0 < c["cpuQuota"] <= 2 * c["cpuPeriod"]
+        assert c["cpuPeriod"] == 100_000 and c["cpuQuota"] == 100_000   # cpus 1.0 by default
+
+
+def test_the_database_has_no_cpu_cap_by_default_and_every_service_takes_its_cpus_setting(prod):
+    """Issue 22: every container was capped at one CPU, PostgreSQL included, with no setting."""
+    from tests.program import run_program
+    (database,) = containers(prod, "database")
+    assert "cpuQuota" not in database and database["cpuShares"] > 0   # CIS 5.12 still holds by the shares
+    run = run_program("dev", {"webstack:database": {"cpus": 1.5}, "webstack:backend": {"cpus": 0.5},
+                              "webstack:frontend": {"cpus": 2}})
+    quotas = {role: [c["cpuQuota"] for c in containers(run, role)] for role in ("database", "backend", "web")}
+    assert quotas == {"database": [150_000], "backend": [50_000], "web": [200_000]}
+    release_command = run_program("dev", {"webstack:backend": {"cpus": 0.5, "releaseCommand": ["migrate"]}})
+    assert "--cpus 0.5 " in release_command.named(
+        next(r.name for r in release_command.resources if r.name.startswith("release-command-"))).inputs["create"]
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -229,7 +229,7 @@ def test_the_release_command_hands_every_value_to_docker_unchanged(tmp_path):
     values = {"PADDED": "xy", "PATH": "/nowhere", "LINES": "multi\nline = with ==\n\n", "QUOTES": "a'b\"c $HOME"}
     body = rendering.render("host/release-command.sh.j2", generation="g", command=["migrate"], container="c",
                             image="img", networks=["net"], mounts=[], user="1001:1001", group="1500", memory_mb=64,
-                            nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=30)
+                            nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=30, cpus=1)
     script = rendering.render("host/release-command-env.sh.j2", body=body, env_lines=env_lines(values))
     record = tmp_path / "passed.json"
     recorder = ("import json, os, sys; names = [a for p, a in zip(sys.argv, sys.argv[1:]) if p == '-e']; "
@@ -303,7 +303,7 @@ def test_finding_3_release_command_arguments_reach_the_container_as_exactly_thos
     for exit_code in ("0", "3"):
         body = rendering.render("host/release-command.sh.j2", generation="g", command=hostile, container="c",
                                 image="img", networks=["net"], mounts=[], user="1001:1001", group="1500",
-                                memory_mb=64, nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=30)
+                                memory_mb=64, nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=30, cpus=1)
         fake = tmp_path / "docker"
         fake.write_text(f"#!/bin/sh\n[ \"$1\" = create ] && exec {sys.executable} -c \"{recorder}\" \"$@\"\n"
                         f"[ \"$1\" = wait ] && echo {exit_code}\nexit 0\n")
@@ -404,7 +404,7 @@ def test_a_release_command_that_never_exits_fails_at_its_timeout_with_the_argv_t
     fake.chmod(0o755)
     body = rendering.render("host/release-command.sh.j2", generation="g", command=["/server", "migrate"],
                             container="c", image="img", networks=["net"], mounts=[], user="1001:1001", group="1500",
-                            memory_mb=64, nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=2)
+                            memory_mb=64, nproc=64, pids=64, stack="s", release="r", log_lines=5, timeout_seconds=2, cpus=1)
     started = time.monotonic()
     run = subprocess.run(["/bin/sh", "-c", body], capture_output=True, text=True, timeout=60, input="",
                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})

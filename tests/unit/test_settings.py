@@ -111,6 +111,8 @@ BAD_INPUT = [
     ("release with a space", {"release": "v 1"}, (), "webstack:release", "image tag"),
     ("publish address not an IP", {"publishAddress": "everywhere"}, (), "webstack:publishAddress", "0.0.0.0"),
     ("base image with shell text", {"baseImage": "debian:bookworm-slim; rm -rf /"}, (), "webstack:baseImage", "pulumi config set webstack:baseImage debian:bookworm-slim"),
+    ("no cpus for the backend", {"backend": {"cpus": 0}}, (), "webstack:backend.cpus", "greater than 0"),
+    ("cpus for the database as text", {"database": {"cpus": "lots"}}, (), "webstack:database.cpus", "number"),
     ("base image with a command substitution", {"baseImage": "debian:$(id)"}, (), "webstack:baseImage", "not a Docker image reference"),
     ("base image with a newline", {"baseImage": "debian:bookworm-slim\n"}, (), "webstack:baseImage", "not a Docker image reference"),
     ("base image in capitals", {"baseImage": "Debian:bookworm-slim"}, (), "webstack:baseImage", "not a Docker image reference"),
