@@ -159,6 +159,9 @@ def test_1b_finding_16_every_container_of_the_stack_has_a_pids_cgroup_limit(stac
     assert {"database", "backend", "web", "edge", "backup"} <= roles, roles
     limits = {c["Name"]: c["HostConfig"]["PidsLimit"] for c in inspected}
     assert all(limit == PIDS_LIMIT for limit in limits.values()), limits
+    # Issue 22: CPU caps per service; the database has none by default.
+    quotas = {c["Config"]["Labels"]["webstack.role"]: c["HostConfig"]["CpuQuota"] for c in inspected}
+    assert quotas["database"] == 0 and quotas["backend"] == quotas["web"] == 100_000, quotas
 
 
 def test_2_the_preview_of_a_release_names_exactly_what_changes(stack):
