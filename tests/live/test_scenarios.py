@@ -159,7 +159,12 @@ def test_1b_finding_16_every_container_of_the_stack_has_a_pids_cgroup_limit(stac
     assert {"database", "backend", "web", "edge", "backup"} <= roles, roles
     limits = {c["Name"]: c["HostConfig"]["PidsLimit"] for c in inspected}
     assert all(limit == PIDS_LIMIT for limit in limits.values()), limits
-    # Issue 22: CPU caps per service; the database has none by default.
+
+
+def test_1c_each_service_has_the_cpu_cap_of_its_setting_and_the_database_none(stack):
+    """Issue 22: every container was capped at one CPU, PostgreSQL included."""
+    inspected = json.loads(subprocess.run(["docker", "inspect", *stack.containers("")], capture_output=True,
+                                          text=True, check=True).stdout)
     quotas = {c["Config"]["Labels"]["webstack.role"]: c["HostConfig"]["CpuQuota"] for c in inspected}
     assert quotas["database"] == 0 and quotas["backend"] == quotas["web"] == 100_000, quotas
 
