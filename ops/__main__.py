@@ -10,7 +10,7 @@ from pulumi.automation import CommandError
 
 from ops.errors import OpsError
 
-COMMANDS = ("rollback", "status", "logs", "state_bucket", "backup", "restore")   # module names under ops/, each with register(subparsers) -> sets func
+COMMANDS = ("rollback", "status", "logs", "state_bucket", "backup", "restore", "run")   # module names under ops/, each with register(subparsers) -> sets func
 
 
 def parser() -> argparse.ArgumentParser:

@@ -35,13 +35,23 @@ def settings_of(stack: auto.Stack) -> Settings:
 class Target:
     settings: Settings
 
-    def command(self, docker_args: Iterable[str]) -> list[str]:
+    def command(self, docker_args: Iterable[str], tty: bool = False) -> list[str]:
+        """`docker ARGS` against the target's engine (tty: an interactive terminal over ssh too)."""
         args = list(docker_args)
         if self.settings.target.kind == "local":
             return ["docker", "-H", self.settings.target.dockerHost, *args]
+        return self._ssh(shlex.join(["docker", *args]), tty)
+
+    def shell(self, script: str) -> list[str]:
+        """`sh -c SCRIPT` where `docker` reaches the target's engine (here with DOCKER_HOST, or on the host)."""
+        if self.settings.target.kind == "local":
+            return ["env", f"DOCKER_HOST={self.settings.target.dockerHost}", "sh", "-c", script, "webstack"]
+        return self._ssh(shlex.join(["sh", "-c", script, "webstack"]), False)
+
+    def _ssh(self, remote_command: str, tty: bool) -> list[str]:
         access = ssh_access(self.settings)
-        return ["ssh", *access.options, "-p", str(access.port), f"{access.user}@{access.host}", "--",
-                shlex.join(["docker", *args])]
+        return ["ssh", *access.options, *(["-t"] if tty else []), "-p", str(access.port),
+                f"{access.user}@{access.host}", "--", remote_command]
 
     def docker(self, *args: str, timeout: float = 60) -> str:
         result = subprocess.run(self.command(args), capture_output=True, text=True, timeout=timeout)

@@ -235,6 +235,30 @@ def test_2_a_second_release_under_load_migrates_again_and_keeps_files_and_the_ge
     assert stack.containers("release-command") == []   # the one-off container is gone
 
 
+ONE_OFF = """
+const crypto = require('crypto'); const fs = require('fs'); const { Client } = require('pg');
+(async () => {
+  const client = new Client(); await client.connect();
+  await client.query('INSERT INTO notes (text) VALUES ($1)', ['written by ops run']); await client.end();
+  fs.writeFileSync(process.env.MEDIA_DIR + '/ops-run.txt', 'written by ops run');
+  console.log('token digest ' + crypto.createHash('sha256').update(process.env.APP_API_TOKEN).digest('hex'));
+  process.exit(7);
+})();
+"""
+
+
+def test_2b_ops_run_is_a_one_off_container_of_the_release_with_its_secrets_socket_and_volume(stack):
+    """Issue 22: `python -m ops run -- CMD`: the command reads a secret, writes to the database over the socket
+    and to the app volume; its output streams back, its exit code is the command's, and it leaves nothing."""
+    done = stack.engine.ops("run", "--", "node", "-e", ONE_OFF)
+    assert done.returncode == 7, done.stdout + done.stderr
+    assert f"token digest {sha256(API_TOKEN)}" in done.stdout
+    assert API_TOKEN not in done.stdout + done.stderr
+    assert "<li>written by ops run</li>" in stack.get("/")
+    assert stack.get("/media")["files"]["ops-run.txt"] == "written by ops run"
+    assert stack.containers("run") == []
+
+
 def test_3_a_failing_release_command_fails_the_update_fast_with_its_output_while_r2_serves(stack):
     events = subprocess.Popen(["docker", "events", "--filter", f"label=webstack.stack={STACK}", "--filter",
                                "label=webstack.role=release-command", "--filter", "event=die", "--format",

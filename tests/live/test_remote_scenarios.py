@@ -209,3 +209,17 @@ def test_5_status_and_logs_reach_the_remote_host_over_the_pinned_ssh(stack):
     FIGURES["ops status (ssh)"] = "\n" + ops("status").stdout
     logs = ops("logs", "database", "--tail", "20")
     assert logs.returncode == 0 and "webstack-remotetest-db" in logs.stdout, logs.stderr
+
+
+def test_6_ops_run_on_the_remote_host_writes_over_the_socket_and_passes_the_exit_code_back(stack):
+    """Issue 22: `python -m ops run` over the pinned SSH: a one-off container of the release on the host, its
+    environment sent on stdin; it writes a note through the database socket and exits 5."""
+    one_off = ("import psycopg2, sys; c = psycopg2.connect(''); c.cursor().execute("
+               "\"INSERT INTO notes (text) VALUES ('written by ops run over ssh')\"); c.commit(); "
+               "print('user', c.get_dsn_parameters()['user']); sys.exit(5)")
+    done = stack.engine.ops("run", "--", "python3", "-c", one_off, timeout=180)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "user app" in done.stdout
+    assert "written by ops run over ssh" in stack.notes()
+    assert not stack.running("run")
+
