@@ -1,7 +1,7 @@
 """`python -m ops rollback --stack NAME [--to VERSION] [--yes]`: run an earlier stack version again.
 
-Takes the config of stack version N from `pulumi stack history` (default: the successful update before the
-current one), finds that release's backend and web images on the target (their labels name the release), pins
+Takes the config of stack version N from `pulumi stack history` (default: the newest successful update that ran
+another release or config than the current one), finds that release's backend and web images on the target (their labels name the release), pins
 their image IDs into the config (`images.pinned`) so that nothing is rebuilt from the working tree, shows the
 preview, and applies it as an ordinary release: new containers, health-gated, then the edge switches.
 """
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--stack", required=True)
     parser.add_argument("--to", type=int, metavar="VERSION",
                         help="the stack version, counted from the oldest update (1), as --list shows; "
-                             "default: the previous successful update")
+                             "default: the newest successful update that ran another release or config")
     parser.add_argument("--list", action="store_true", help="list the stack's versions and exit")
     parser.add_argument("--yes", action="store_true", help="apply without asking after the preview")
     parser.set_defaults(func=run)
@@ -52,12 +52,22 @@ def version_of(history: list[auto.UpdateSummary], release: str) -> int:
     raise OpsError(f"no successful update ran release {release!r}")
 
 
+def config_of(entry: auto.UpdateSummary) -> dict[str, tuple[str, bool]]:
+    return {key: (value.value, value.secret) for key, value in (entry.config or {}).items()}
+
+
 def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int, auto.UpdateSummary]:
     updates = [(n, h) for n, h in numbered(history) if h.kind == "update" and h.result == "succeeded"]
     if version is None:
-        if len(updates) < 2:
-            raise OpsError("there is no earlier successful update to roll back to (`pulumi stack history`)")
-        return updates[1]
+        # The newest successful update that ran other config (a release is config, or the git commit Pulumi
+        # recorded): no-change `pulumi up`s are successful updates too, and rolling back to one changes nothing.
+        current = updates[0][1] if updates else None
+        for number, entry in updates[1:]:
+            if config_of(entry) != config_of(current) or \
+                    (entry.environment or {}).get("git.head") != (current.environment or {}).get("git.head"):
+                return number, entry
+        raise OpsError("there is no earlier successful update with another release or config to roll back to "
+                       "(`python -m ops rollback --list`)")
     chosen = next((h for n, h in numbered(history) if n == version), None)
     if chosen is None:
         raise OpsError(f"the stack has no version {version}: `python -m ops rollback --list` lists them")

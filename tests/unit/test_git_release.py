@@ -99,3 +99,33 @@ def test_a_rollback_refuses_a_version_whose_release_it_cannot_name(environment, 
                                result="succeeded", end_time=None, version=4, deployment=None, resource_changes=None)
     with pytest.raises(OpsError, match=words):
         release_of(entry, 4)
+
+
+def summary(version: int, release: str, result: str = "succeeded", head: str = "") -> "auto.UpdateSummary":
+    from pulumi import automation as auto
+    return auto.UpdateSummary(kind="update", start_time=None, message="", result=result, end_time=None,
+                              environment={"git.head": head} if head else {}, version=version, deployment=None,
+                              config={"webstack:release": {"value": release, "secret": False}},
+                              resource_changes=None)
+
+
+def test_the_default_rollback_target_ran_another_release_not_a_no_change_up():
+    """Issue 22: after two no-change `pulumi up`s (successful updates too), `ops rollback --yes` "rolled back" to
+    the same release. Newest first, as `pulumi stack history` lists them."""
+    from ops.rollback import choose
+    history = [summary(5, "r2"), summary(4, "r2"), summary(3, "r2"), summary(2, "r1", "failed"), summary(1, "r1")]
+    number, entry = choose(history, None)
+    assert (number, entry.config["webstack:release"].value) == (1, "r1")
+
+
+def test_with_the_release_from_git_another_commit_is_another_version():
+    from ops.rollback import choose
+    history = [summary(3, "", head="b" * 40), summary(2, "", head="b" * 40), summary(1, "", head="a" * 40)]
+    assert choose(history, None)[0] == 1
+
+
+def test_a_history_of_one_release_has_nothing_to_roll_back_to():
+    from ops.errors import OpsError
+    from ops.rollback import choose
+    with pytest.raises(OpsError, match="another release or config"):
+        choose([summary(2, "r1"), summary(1, "r1")], None)
