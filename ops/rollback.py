@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import yaml
 from pydantic import ValidationError
@@ -77,21 +78,39 @@ def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int,
     return version, chosen
 
 
-def release_of(entry: auto.UpdateSummary, number: int) -> str:
-    """The release that version ran: its config's, or, where the release was the git commit (no release set),
-    the commit that Pulumi recorded with the update (`git.head`)."""
+def release_of(entry: auto.UpdateSummary, number: int, on_target: Callable[[], set[str]]) -> str:
+    """The release that version ran: its config's, or, where the release was the git commit (no release set), the
+    release on the target that Pulumi's recorded commit (`git.head`) names. Pulumi's own `git.dirty` counts the
+    stack file, which the release does not (components/git_release.py), so the target's images decide between
+    `<commit>` and `<commit>-dirty-<digest>`."""
     value = (entry.config or {}).get(f"{NAMESPACE}:release")
     if value is not None and value.value:
         return value.value
-    environment = entry.environment or {}
-    head = environment.get("git.head", "")
+    head = (entry.environment or {}).get("git.head", "")[:12]
     if not head:
         raise OpsError(f"version {number} sets no {NAMESPACE}:release and recorded no git commit: roll back to "
                        "another version (`python -m ops rollback --list`)")
-    if environment.get("git.dirty") == "true":
-        raise OpsError(f"version {number} ran the uncommitted changes of commit {head[:12]} (a -dirty- release), "
-                       "which its history does not name exactly: roll back to another version")
-    return head[:12]
+    releases = sorted(r for r in on_target() if r == head or r.startswith(f"{head}-dirty-"))
+    if len(releases) > 1 and head in releases and (entry.environment or {}).get("git.dirty") != "true":
+        return head
+    if len(releases) == 1:
+        return releases[0]
+    if not releases:
+        raise OpsError(f"version {number} ran commit {head}, and no release of it is on the target any more (only "
+                       "the newest images.keep releases are kept): check that commit out and deploy it")
+    raise OpsError(f"version {number} ran commit {head}, which ran as several releases ({', '.join(releases)}): "
+                   f"set the one you want, `pulumi config set {NAMESPACE}:release RELEASE`, and `pulumi up`")
+
+
+def releases_on_target(target: Target) -> set[str]:
+    """Every release whose images this stack has on the target."""
+    ids = target.docker("image", "ls", "-q", "--no-trunc", "--filter",
+                        f"label=webstack.stack={target.settings.stack}").split()
+    if not ids:
+        return set()
+    return {line.strip() for line in target.docker("image", "inspect", "-f",
+                                                   '{{index .Config.Labels "webstack.release"}}', *ids).splitlines()
+            if line.strip() and line.strip() != "<no value>"}
 
 
 def release_images(target: Target, release: str, roles: tuple[str, ...] = RELEASE_ROLES) -> dict[str, str]:
@@ -123,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
     number, chosen = choose(history, args.to)
     config = dict(chosen.config or {})
     release_key = f"{NAMESPACE}:release"
-    release = release_of(chosen, number)
+    target = Target(settings_of(stack))
+    release = release_of(chosen, number, lambda: releases_on_target(target))
     from_git = not config.get(release_key, auto.ConfigValue("")).value
     config[release_key] = auto.ConfigValue(release)
-    target = Target(settings_of(stack))
     images = release_images(target, release, release_roles(frontend_of(config)))
     pinned = {"release": release, **images}
     images_key = f"{NAMESPACE}:images"

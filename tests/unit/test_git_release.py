@@ -72,33 +72,41 @@ def test_an_explicit_release_wins_over_git(repo):
     assert load_settings({"release": ""}, set(), "test", PROJECT_DIR).release == git_release(PROJECT_DIR)
 
 
-@pytest.mark.parametrize("config, environment, expected", [
-    ({"webstack:release": "v3"}, {"git.head": "f" * 40}, "v3"),
-    ({}, {"git.head": "0123456789abcdef" + "0" * 24, "git.dirty": "false"}, "0123456789ab"),
-    ({"webstack:release": ""}, {"git.head": "a" * 40}, "a" * 12),
+def entry_of(config: dict, environment: dict):
+    from pulumi import automation as auto
+    return auto.UpdateSummary(kind="update", start_time=None, message="", environment=environment,
+                              config={k: {"value": v, "secret": False} for k, v in config.items()},
+                              result="succeeded", end_time=None, version=1, deployment=None, resource_changes=None)
+
+
+HEAD = "0123456789ab" + "0" * 28
+
+
+@pytest.mark.parametrize("config, environment, on_target, expected", [
+    ({"webstack:release": "v3"}, {"git.head": HEAD}, set(), "v3"),
+    ({}, {"git.head": HEAD, "git.dirty": "false"}, {"0123456789ab", "v1"}, "0123456789ab"),
+    # Pulumi's git.dirty counts the stack file, the release does not: the target's one release of the commit.
+    ({}, {"git.head": HEAD, "git.dirty": "true"}, {"0123456789ab", "v1"}, "0123456789ab"),
+    ({"webstack:release": ""}, {"git.head": HEAD, "git.dirty": "true"}, {"0123456789ab-dirty-00ff00ff"},
+     "0123456789ab-dirty-00ff00ff"),
+    ({}, {"git.head": HEAD, "git.dirty": "false"}, {"0123456789ab", "0123456789ab-dirty-00ff00ff"}, "0123456789ab"),
 ])
-def test_a_rollback_finds_the_release_of_a_version_that_released_its_commit(config, environment, expected):
-    from pulumi import automation as auto
-
+def test_a_rollback_finds_the_release_of_a_version_that_released_its_commit(config, environment, on_target,
+                                                                            expected):
     from ops.rollback import release_of
-    entry = auto.UpdateSummary(kind="update", start_time=None, message="", environment=environment,
-                               config={k: {"value": v, "secret": False} for k, v in config.items()},
-                               result="succeeded",
-                               end_time=None, version=1, deployment=None, resource_changes=None)
-    assert release_of(entry, 1) == expected
+    assert release_of(entry_of(config, environment), 1, lambda: on_target) == expected
 
 
-@pytest.mark.parametrize("environment, words", [({}, "recorded no git commit"),
-                                                ({"git.head": "a" * 40, "git.dirty": "true"}, "uncommitted")])
-def test_a_rollback_refuses_a_version_whose_release_it_cannot_name(environment, words):
-    from pulumi import automation as auto
-
+@pytest.mark.parametrize("environment, on_target, words", [
+    ({}, set(), "recorded no git commit"),
+    ({"git.head": HEAD}, {"v1"}, "no release of it is on the target"),
+    ({"git.head": HEAD, "git.dirty": "true"}, {"0123456789ab", "0123456789ab-dirty-00ff00ff"}, "several releases"),
+])
+def test_a_rollback_refuses_a_version_whose_release_it_cannot_name(environment, on_target, words):
     from ops.errors import OpsError
     from ops.rollback import release_of
-    entry = auto.UpdateSummary(kind="update", start_time=None, message="", environment=environment, config={},
-                               result="succeeded", end_time=None, version=4, deployment=None, resource_changes=None)
     with pytest.raises(OpsError, match=words):
-        release_of(entry, 4)
+        release_of(entry_of({}, environment), 4, lambda: on_target)
 
 
 def summary(version: int, release: str, result: str = "succeeded", head: str = "") -> "auto.UpdateSummary":
