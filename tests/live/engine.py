@@ -191,11 +191,13 @@ class EngineStack:
         return [p for p in root.rglob("*") if p.is_file()]
 
     def ops(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """`python -m ops ARGS --stack NAME` as an operator runs it, against this stack's backend and project copy."""
+        """`python -m ops COMMAND --stack NAME ARGS` as an operator runs it, against this stack's backend and project
+        copy (--stack right after the command: `ops run` takes everything after `--` as the command to run)."""
         env = {**os.environ, **self.env, "WEBSTACK_PROJECT_DIR": str(self.work_dir),
                "PATH": f"{TOOLCHAIN_BIN}{os.pathsep}{os.environ['PATH']}"}
-        return subprocess.run([sys.executable, "-m", "ops", *args, "--stack", self.name], capture_output=True,
-                              text=True, env=env, cwd=PROJECT_DIR, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run([sys.executable, "-m", "ops", args[0], "--stack", self.name, *args[1:]],
+                              capture_output=True, text=True, env=env, cwd=PROJECT_DIR, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
 
     def cli(self, *args: str) -> auto.CommandResult:
         """Any other `pulumi` command on this stack (e.g. `state unprotect`)."""
