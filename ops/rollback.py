@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable
 
 import yaml
 from pydantic import ValidationError
@@ -53,8 +52,10 @@ def version_of(history: list[auto.UpdateSummary], release: str) -> int:
     raise OpsError(f"no successful update ran release {release!r}")
 
 
-def config_of(entry: auto.UpdateSummary) -> dict[str, tuple[str, bool]]:
-    return {key: (value.value, value.secret) for key, value in (entry.config or {}).items()}
+def what_ran(entry: auto.UpdateSummary) -> tuple[dict[str, tuple[str, bool]], str | None]:
+    """A version's config and the git commit Pulumi recorded with it (the release, where none is set)."""
+    return ({key: (value.value, value.secret) for key, value in (entry.config or {}).items()},
+            (entry.environment or {}).get("git.head"))
 
 
 def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int, auto.UpdateSummary]:
@@ -62,10 +63,9 @@ def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int,
     if version is None:
         # The newest successful update that ran other config (a release is config, or the git commit Pulumi
         # recorded): no-change `pulumi up`s are successful updates too, and rolling back to one changes nothing.
-        current = updates[0][1] if updates else None
+        current = what_ran(updates[0][1]) if updates else None
         for number, entry in updates[1:]:
-            if config_of(entry) != config_of(current) or \
-                    (entry.environment or {}).get("git.head") != (current.environment or {}).get("git.head"):
+            if what_ran(entry) != current:
                 return number, entry
         raise OpsError("there is no earlier successful update with another release or config to roll back to "
                        "(`python -m ops rollback --list`)")
@@ -78,7 +78,7 @@ def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int,
     return version, chosen
 
 
-def release_of(entry: auto.UpdateSummary, number: int, on_target: Callable[[], set[str]]) -> str:
+def release_of(entry: auto.UpdateSummary, number: int, on_target: set[str]) -> str:
     """The release that version ran: its config's, or, where the release was the git commit (no release set), the
     release on the target that Pulumi's recorded commit (`git.head`) names. Pulumi's own `git.dirty` counts the
     stack file, which the release does not (components/git_release.py), so the target's images decide between
@@ -90,7 +90,7 @@ def release_of(entry: auto.UpdateSummary, number: int, on_target: Callable[[], s
     if not head:
         raise OpsError(f"version {number} sets no {NAMESPACE}:release and recorded no git commit: roll back to "
                        "another version (`python -m ops rollback --list`)")
-    releases = sorted(r for r in on_target() if r == head or r.startswith(f"{head}-dirty-"))
+    releases = sorted(r for r in on_target if r == head or r.startswith(f"{head}-dirty-"))
     if len(releases) > 1 and head in releases and (entry.environment or {}).get("git.dirty") != "true":
         return head
     if len(releases) == 1:
@@ -102,27 +102,27 @@ def release_of(entry: auto.UpdateSummary, number: int, on_target: Callable[[], s
                    f"set the one you want, `pulumi config set {NAMESPACE}:release RELEASE`, and `pulumi up`")
 
 
-def releases_on_target(target: Target) -> set[str]:
-    """Every release whose images this stack has on the target."""
+def stack_images(target: Target) -> list[tuple[str, str, str]]:
+    """(image ID, release, role) of every image of this stack on the target that names a release, newest first
+    (as `docker image ls` sorts them)."""
     ids = target.docker("image", "ls", "-q", "--no-trunc", "--filter",
                         f"label=webstack.stack={target.settings.stack}").split()
     if not ids:
-        return set()
-    return {line.strip() for line in target.docker("image", "inspect", "-f",
-                                                   '{{index .Config.Labels "webstack.release"}}', *ids).splitlines()
-            if line.strip() and line.strip() != "<no value>"}
+        return []
+    lines = target.docker("image", "inspect", "-f", '{{.Id}}\t{{index .Config.Labels "webstack.release"}}\t'
+                          '{{index .Config.Labels "webstack.role"}}', *ids).splitlines()
+    return [(image_id, release, role) for image_id, release, role in (line.split("\t") for line in lines if line)
+            if release and release != "<no value>"]
 
 
-def release_images(target: Target, release: str, roles: tuple[str, ...] = RELEASE_ROLES) -> dict[str, str]:
-    """The image IDs of `release` on the target, per role in `roles`; refuses when one is gone."""
+def release_images(target: Target, images: list[tuple[str, str, str]], release: str,
+                   roles: tuple[str, ...] = RELEASE_ROLES) -> dict[str, str]:
+    """The image IDs of `release` among the stack's `images` on the target, per role in `roles`; refuses when one
+    is gone."""
     found: dict[str, str] = {}
-    ids = target.docker("image", "ls", "-q", "--no-trunc", "--filter", f"label=webstack.stack={target.settings.stack}",
-                        "--filter", f"label=webstack.release={release}").split()
-    if ids:   # newest first, as `docker image ls` sorts them
-        for line in target.docker("image", "inspect", "-f", '{{.Id}} {{index .Config.Labels "webstack.role"}}',
-                                  *ids).splitlines():
-            image_id, _, role = line.partition(" ")
-            found.setdefault(role, image_id)
+    for image_id, image_release, role in images:
+        if image_release == release:
+            found.setdefault(role, image_id)   # the newest, as `docker image ls` sorts them
     missing = [role for role in roles if role not in found]
     if missing:
         raise OpsError(f"the {' and '.join(missing)} image(s) of release {release!r} are no longer on the target "
@@ -143,10 +143,11 @@ def run(args: argparse.Namespace) -> int:
     config = dict(chosen.config or {})
     release_key = f"{NAMESPACE}:release"
     target = Target(settings_of(stack))
-    release = release_of(chosen, number, lambda: releases_on_target(target))
+    on_target = stack_images(target)
+    release = release_of(chosen, number, {image_release for _, image_release, _ in on_target})
     from_git = not config.get(release_key, auto.ConfigValue("")).value
     config[release_key] = auto.ConfigValue(release)
-    images = release_images(target, release, release_roles(frontend_of(config)))
+    images = release_images(target, on_target, release, release_roles(frontend_of(config)))
     pinned = {"release": release, **images}
     images_key = f"{NAMESPACE}:images"
     previous_images = parsed(config[images_key].value) if images_key in config else {}

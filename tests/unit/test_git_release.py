@@ -94,7 +94,7 @@ HEAD = "0123456789ab" + "0" * 28
 def test_a_rollback_finds_the_release_of_a_version_that_released_its_commit(config, environment, on_target,
                                                                             expected):
     from ops.rollback import release_of
-    assert release_of(entry_of(config, environment), 1, lambda: on_target) == expected
+    assert release_of(entry_of(config, environment), 1, on_target) == expected
 
 
 @pytest.mark.parametrize("environment, on_target, words", [
@@ -106,7 +106,7 @@ def test_a_rollback_refuses_a_version_whose_release_it_cannot_name(environment, 
     from ops.errors import OpsError
     from ops.rollback import release_of
     with pytest.raises(OpsError, match=words):
-        release_of(entry_of({}, environment), 4, lambda: on_target)
+        release_of(entry_of({}, environment), 4, on_target)
 
 
 def summary(version: int, release: str, result: str = "succeeded", head: str = "") -> "auto.UpdateSummary":
