@@ -32,9 +32,6 @@ def database_container(settings: Settings) -> str:
     return f"{settings.name_prefix}-db"
 
 
-is_loopback = is_loopback_endpoint
-
-
 def network(settings: Settings) -> str:
     """No network at all without offsite copies. An endpoint on loopback is a server on the target itself, which
     only the host's own network namespace reaches (127.0.0.1 in a bridged container is the container; the bridge
@@ -44,7 +41,7 @@ def network(settings: Settings) -> str:
     offsite = settings.database.offsite
     if offsite is None:
         return "none"
-    return "host" if is_loopback(offsite.endpoint) else "bridge"
+    return "host" if is_loopback_endpoint(offsite.endpoint) else "bridge"
 
 
 def environment(settings: Settings, volumes: Sequence[str] = ()) -> dict[str, str]:

@@ -16,9 +16,8 @@ RESTART = "unless-stopped"
 CPU_SHARES = 512   # CIS 5.12: a CPU priority below the default 1024 for every container
 CPU_PERIOD_US = 100_000
 # The quota is cpus * period: one CPU unless the service's `cpus` setting says otherwise (the database: no cap).
-# CIS 5.29 asks for --pids-limit; the provider (pulumi-docker 5.2.0, kreuzwerker) has no pids_limit input. The nproc
-# ulimit stands in: it caps the processes and threads of the container's uid (counted host-wide for that uid),
-# so a fork bomb stops there instead of exhausting the host's pid space.
+# The nproc ulimit caps the processes and threads of the container's uid, counted host-wide for that uid; the
+# per-container PIDs cgroup limit (CIS 5.29), which the provider has no input for, is set by pids_limits.py.
 NPROC_LIMIT = 4096
 
 

@@ -21,13 +21,12 @@ from .app_secrets import AppSecrets
 from .app_volumes import AppVolumes
 from .hardening import NPROC_LIMIT
 from .networks import Networks
+from .pids_limits import PIDS_LIMIT   # the same cap as the long-lived containers, given to `docker create`
 from .remote_host import Command, RemoteHost
 from .settings import Settings
 from .socket_volume import SocketVolume
 
 LOG_LINES = 50
-# The CLI has --pids-limit (the provider does not, see hardening.NPROC_LIMIT): a per-container cap.
-PIDS_LIMIT = 1024
 
 
 @dataclass(frozen=True)
