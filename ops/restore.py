@@ -16,7 +16,7 @@ from pathlib import Path
 from ops import stack as stacks
 from ops.backup import backups_output, job
 from ops.errors import OpsError
-from ops.target import Target, settings_of
+from ops.target import Target, running, settings_of
 
 HEALTHY_WITHIN_SECONDS = 120
 # Run in the edge: reload nginx and wait (at most 10 s) until every worker is a new one. A restarted backend may
@@ -60,8 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def running_backends(target: Target) -> list[str]:
-    return sorted(c["Name"].lstrip("/") for c in target.containers()
-                  if (c["Config"]["Labels"] or {}).get("webstack.role") == "backend" and c["State"]["Running"])
+    return [c["Name"].lstrip("/") for c in running(target.containers(), "backend")]
 
 
 def wait_healthy(target: Target, names: list[str]) -> None:

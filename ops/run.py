@@ -18,7 +18,7 @@ from components.pids_limits import PIDS_LIMIT
 from components.release_command import env_lines
 from ops import stack as stacks
 from ops.errors import OpsError
-from ops.target import Target, settings_of
+from ops.target import Target, running, settings_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,8 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def running_backend(containers: list[dict]) -> dict:
     """The `docker inspect` of a running backend of the stack: the release that serves."""
-    backends = sorted((c for c in containers if (c["Config"]["Labels"] or {}).get("webstack.role") == "backend"
-                       and c["State"]["Running"]), key=lambda c: c["Name"])
+    backends = running(containers, "backend")
     if not backends:
         raise OpsError("no backend container runs: deploy the stack first (pulumi up), or see python -m ops status")
     return backends[0]

@@ -31,6 +31,12 @@ def settings_of(stack: auto.Stack) -> Settings:
         raise OpsError(str(exc)) from None
 
 
+def running(containers: list[dict], role: str) -> list[dict]:
+    """The running containers of `role` among `docker inspect` results, by name."""
+    return sorted((c for c in containers if (c["Config"]["Labels"] or {}).get("webstack.role") == role
+                   and c["State"]["Running"]), key=lambda c: c["Name"])
+
+
 @dataclass
 class Target:
     settings: Settings
