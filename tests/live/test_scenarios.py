@@ -91,6 +91,11 @@ class LiveStack:
                               "--format", "{{.Names}}"], capture_output=True, text=True, check=True).stdout
         return sorted(out.split())
 
+    def inspect_all(self) -> list[dict]:
+        """`docker inspect` of every container of the stack."""
+        return json.loads(subprocess.run(["docker", "inspect", *self.containers("")], capture_output=True,
+                                         text=True, check=True).stdout)
+
     def urn(self, name: str) -> str:
         return next(r["urn"] for r in self.engine.export()["resources"] if r["urn"].endswith(f"::{name}"))
 
@@ -152,9 +157,7 @@ def test_1_a_cold_deploy_serves_notes_from_postgresql_to_a_real_browser(stack, t
 def test_1b_finding_16_every_container_of_the_stack_has_a_pids_cgroup_limit(stack):
     """Issue 19, finding 16 (CIS 5.29, docker-bench-security): HostConfig.PidsLimit is set on every container."""
     from components.pids_limits import PIDS_LIMIT
-    names = stack.containers("")  # every container of the stack
-    inspected = json.loads(subprocess.run(["docker", "inspect", *names], capture_output=True, text=True,
-                                          check=True).stdout)
+    inspected = stack.inspect_all()
     roles = {c["Config"]["Labels"]["webstack.role"] for c in inspected}
     assert {"database", "backend", "web", "edge", "backup"} <= roles, roles
     limits = {c["Name"]: c["HostConfig"]["PidsLimit"] for c in inspected}
@@ -163,8 +166,7 @@ def test_1b_finding_16_every_container_of_the_stack_has_a_pids_cgroup_limit(stac
 
 def test_1c_each_service_has_the_cpu_cap_of_its_setting_and_the_database_none(stack):
     """Issue 22: every container was capped at one CPU, PostgreSQL included."""
-    inspected = json.loads(subprocess.run(["docker", "inspect", *stack.containers("")], capture_output=True,
-                                          text=True, check=True).stdout)
+    inspected = stack.inspect_all()
     quotas = {c["Config"]["Labels"]["webstack.role"]: c["HostConfig"]["CpuQuota"] for c in inspected}
     assert quotas["database"] == 0 and quotas["backend"] == quotas["web"] == 100_000, quotas
 
