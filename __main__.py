@@ -68,12 +68,12 @@ gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation 
                    [*backend.containers, *([web.container] if web else [])],
                    probes={**{n: probe_url(settings, n) for n in backend.names},
                            **({web.container_name: web.probe_url} if web else {})}, edge=edge.container,
-                   edge_name=f"{settings.name_prefix}-edge")
+                   edge_name=edge.container.name)
 switch = edge.route_to(backend, web, certificates, gate)
 if acme:
-    acme.issue_after(switch, host, settings)
+    acme.issue_after(switch, host, settings, edge.container.name)
 images.prune_after(gate.check)
-PidsLimits("pids-limits", host, [database.container, edge.container, *backend.containers,
+PidsLimits("pids-limits", host, [database.container, edge.holder, edge.container, *backend.containers,
                                  *([web.container] if web else []), *([acme.container] if acme else []),
                                  *([backups.schedule] if backups.schedule else [])])
 

@@ -69,12 +69,13 @@ class Acme(pulumi.ComponentResource):
         return docker.ContainerMountArgs(type="volume", source=self.volume.name, target=contract.ACME_DIR,
                                          read_only=True)
 
-    def issue_after(self, switch: pulumi.Resource, host: RemoteHost, settings: Settings) -> Command:
-        """The first certificate, once the edge serves the challenge path; then the edge reloads with it."""
-        script = rendering.render("host/acme-issue.sh.j2", acme=self.container_name,
-                                  edge=f"{settings.name_prefix}-edge", acme_command=contract.ACME_COMMAND,
-                                  certs_command=contract.EDGE_CERTS_COMMAND, domain=settings.domain,
-                                  server=settings.tls.acmeServer)
+    def issue_after(self, switch: pulumi.Resource, host: RemoteHost, settings: Settings,
+                    edge: pulumi.Input[str]) -> Command:
+        """The first certificate, once the edge (container name `edge`) serves the challenge path; then the edge
+        reloads with it."""
+        script = pulumi.Output.from_input(edge).apply(lambda edge_name: rendering.render(
+            "host/acme-issue.sh.j2", acme=self.container_name, edge=edge_name, acme_command=contract.ACME_COMMAND,
+            certs_command=contract.EDGE_CERTS_COMMAND, domain=settings.domain, server=settings.tls.acmeServer))
         return host.script(f"{self._name}-issue", script,
                            triggers=[self.container.id, settings.domain, settings.tls.acmeServer],
                            opts=pulumi.ResourceOptions(parent=self, depends_on=[switch]))

@@ -18,7 +18,12 @@ POSTGRES_CONF_DIR = "/etc/postgresql/webstack"
 WEB_PORT = 8080             # unprivileged ports inside; the edge publishes the user's ports outside
 EDGE_HTTP_PORT = 8080
 EDGE_HTTPS_PORT = 8443
-EDGE_CANARY_PORT = 8099     # on the edge's loopback only: a release is checked through it before the switch
+# Every edge listens on the published ports with SO_REUSEPORT in the network namespace of one long-lived holder
+# (components/edge.py), so an old and a new edge can serve side by side. What must reach one edge only (its health
+# check, the switch's checks, the canary) goes through Unix sockets in that edge's own /tmp (a per-container tmpfs).
+EDGE_HTTP_SOCKET = "/tmp/webstack-edge-http.sock"
+EDGE_HTTPS_SOCKET = "/tmp/webstack-edge-https.sock"
+EDGE_CANARY_SOCKET = "/tmp/webstack-edge-canary.sock"   # a release is checked through it before the switch
 EDGE_CONFIG_DIR = "/etc/webstack/edge"   # a volume: survives edge restarts, rewritten on each switch
 EDGE_HEALTH_PATH = "/__edge/health"
 EDGE_APPLY_COMMAND = "/usr/local/bin/webstack-edge-apply"

@@ -31,14 +31,15 @@ class ReleaseGate(pulumi.ComponentResource):
     def __init__(self, name: str, host: RemoteHost, generation: str, names: Sequence[str],
                  containers: Sequence[docker.Container], opts: pulumi.ResourceOptions | None = None, *,
                  probes: Mapping[str, str] | None = None, edge: docker.Container | None = None,
-                 edge_name: str = ""):
+                 edge_name: pulumi.Input[str] = ""):
         """probes: container name -> URL that the gate fetches with the edge's curl (`docker exec EDGE`), over
         the app network: a container's health needs nothing in its own image. Containers without a probe must
         report healthy through their own HEALTHCHECK; a container with both must pass both."""
         super().__init__("webstack:components:ReleaseGate", name, None, opts)
-        script = rendering.render("host/release-gate.sh.j2", generation=generation, containers=list(names),
-                                  timeout_seconds=TIMEOUT_SECONDS, log_lines=LOG_LINES, probes=dict(probes or {}),
-                                  edge=edge_name, probe_grace_seconds=PROBE_GRACE_SECONDS)
+        script = pulumi.Output.from_input(edge_name).apply(lambda edge: rendering.render(
+            "host/release-gate.sh.j2", generation=generation, containers=list(names),
+            timeout_seconds=TIMEOUT_SECONDS, log_lines=LOG_LINES, probes=dict(probes or {}), edge=edge,
+            probe_grace_seconds=PROBE_GRACE_SECONDS))
         self.check = host.script(f"{name}-{generation}", script, triggers=[c.id for c in containers],
                                  opts=pulumi.ResourceOptions(parent=self, depends_on=[*containers,
                                                                                       *([edge] if edge else [])]))

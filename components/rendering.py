@@ -107,7 +107,7 @@ def database_build_args(database: Database) -> dict[str, str]:
 def render_edge_site(settings: Settings, backend_servers: list[str], web_servers: list[str],
                      canary: bool = False) -> str:
     """The edge's nginx site for one release: upstreams are the release's container names. With `canary`, only
-    the release's upstreams and a server on the edge's loopback (contract.EDGE_CANARY_PORT) with the same routes:
+    the release's upstreams and a server on this edge's own socket (contract.EDGE_CANARY_SOCKET), same routes:
     the edge switch checks a release through it before the public servers switch."""
     if not backend_servers or (settings.frontend.enabled and not web_servers):
         raise ValueError("the edge needs at least one backend server, and one web server with a frontend")
@@ -119,7 +119,8 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
     tls_dir = contract.ACME_LIVE_DIR if acme else f"{contract.EDGE_CONFIG_DIR}/{'stage' if canary else 'live'}/tls"
     return render(
         "edge/site.conf.j2", canary=canary, upstream_prefix="webstack_canary_" if canary else "webstack_",
-        canary_port=contract.EDGE_CANARY_PORT,
+        canary_socket=contract.EDGE_CANARY_SOCKET,
+        http_socket=contract.EDGE_HTTP_SOCKET, https_socket=contract.EDGE_HTTPS_SOCKET,
         stack=settings.stack, release=settings.release, domain=settings.domain,
         public_host=settings.url.split("://", 1)[1],   # the domain, and the published port unless 80/443
         tls=tls, headers=security_headers(tls), backend_servers=backend_servers, web_servers=web_servers,
@@ -158,8 +159,8 @@ def render_edge_switch(settings: Settings, generation: str, *, apply_command: st
     switch, check through the public server, switch back on failure."""
     tls = settings.tls_enabled
     return render("edge/switch.sh.j2", generation=generation, apply_command=apply_command, tls=tls,
-                  domain=settings.domain, port=contract.EDGE_HTTPS_PORT if tls else contract.EDGE_HTTP_PORT,
-                  paths=edge_check_paths(settings), delays=delays, canary_port=contract.EDGE_CANARY_PORT,
+                  domain=settings.domain, socket=contract.EDGE_HTTPS_SOCKET if tls else contract.EDGE_HTTP_SOCKET,
+                  paths=edge_check_paths(settings), delays=delays, canary_socket=contract.EDGE_CANARY_SOCKET,
                   canary_delays=canary_delays, config_dir=config_dir)
 
 

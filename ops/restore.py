@@ -59,8 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def running_of(target: Target, role: str) -> list[str]:
+    return [c["Name"].lstrip("/") for c in running(target.containers(), role)]
+
+
 def running_backends(target: Target) -> list[str]:
-    return [c["Name"].lstrip("/") for c in running(target.containers(), "backend")]
+    return running_of(target, "backend")
 
 
 def wait_healthy(target: Target, names: list[str]) -> None:
@@ -135,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
         if backends:
             target.docker("start", *backends)
             wait_healthy(target, backends)
-            edge = f"{target.settings.name_prefix}-edge"
-            target.docker("exec", edge, "sh", "-c", EDGE_RELOAD)
+            for edge in running_of(target, "edge"):   # one, or two while an edge upgrade is under way
+                target.docker("exec", edge, "sh", "-c", EDGE_RELOAD)
             print("backends started and healthy; the edge reloaded (it resolves their addresses again)", flush=True)
     print(f"restored backup {prepared['backup']} into database {database} in {time.monotonic() - started:.1f}s")
     if switched.get("previous"):

@@ -11,7 +11,7 @@ from ops import backup, stack as stacks
 from ops.errors import OpsError
 from ops.target import Target, settings_of
 
-ROLE_ORDER = ("edge", "web", "backend", "database")
+ROLE_ORDER = ("edge-ports", "edge", "web", "backend", "database")   # edge-ports: the holder of the edge's ports
 
 
 def register(sub: argparse._SubParsersAction) -> None:

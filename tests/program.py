@@ -36,6 +36,8 @@ class Registration:
     retain_on_delete: bool
     dependencies: list[str]
     custom: bool
+    delete_before_replace: bool | None = None   # None: the provider decides (docker containers: delete first)
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,8 +80,14 @@ class RecordingMonitor(MockMonitor):
                     urn=response.urn, type=request.type, name=request.name, inputs=plain,
                     secret_inputs=rpc.deserialize_properties(request.object), parent=request.parent,
                     provider=request.provider, protect=request.protect, retain_on_delete=request.retainOnDelete,
-                    dependencies=list(request.dependencies), custom=request.custom))
+                    dependencies=list(request.dependencies), custom=request.custom,
+                    delete_before_replace=(request.deleteBeforeReplace if request.deleteBeforeReplaceDefined
+                                           else None),
+                    ignore_changes=list(request.ignoreChanges)))
         return response
+
+
+AUTONAME_SUFFIX = "a1b2c3d"
 
 
 class ProgramMocks(pulumi.runtime.Mocks):
@@ -93,9 +101,10 @@ class ProgramMocks(pulumi.runtime.Mocks):
             state["certPem"], state["keyPem"] = self_signed.generate(state["domain"])
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = "r" * int(args.inputs["length"])   # numbers arrive as floats
-        elif args.typ in ("docker:index/volume:Volume", "docker:index/network:Network",
-                          "docker:index/container:Container"):
+        elif args.typ in ("docker:index/volume:Volume", "docker:index/network:Network"):
             state.setdefault("name", args.name)
+        elif args.typ == "docker:index/container:Container":
+            state.setdefault("name", f"{args.name}-{AUTONAME_SUFFIX}")   # the engine's autonaming: a random suffix
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):

@@ -153,7 +153,15 @@ class AcmeStack(LiveStack):
             "webstack:tls": {"mode": "acme", "acmeEmail": EMAIL, "acmeServer": self.pebble.directory_url,
                              "acmeServerCa": self.pebble.ca.read_text()}})
         self.url = f"https://127.0.0.1:{self.https_port}"
-        self.acme, self.edge = f"webstack-{STACK}-acme", f"webstack-{STACK}-edge"
+        self.acme = f"webstack-{STACK}-acme"
+
+    @property
+    def edge(self) -> str:
+        """The serving edge: the engine names each one anew (components/edge.py)."""
+        names = docker("ps", "--filter", f"label=webstack.stack={STACK}", "--filter", "label=webstack.role=edge",
+                       "--format", "{{.Names}}").stdout.split()
+        assert len(names) == 1, names
+        return names[0]
 
     def served_certificate(self, name: str = DOMAIN) -> x509.Certificate:
         """The leaf the edge presents for `name`, verified against pebble's current root (not ignoring errors)."""

@@ -83,7 +83,7 @@ def site(tls: dict, domain: str = "app.example.com") -> str:
 
 
 def test_port_80_serves_challenges_from_the_webroot_and_redirects_everything_else_to_the_domain():
-    http_server = site(ACME).split("listen 8080 default_server;")[1].split("\nserver {")[0]
+    http_server = site(ACME).split("listen 8080 default_server reuseport;")[1].split("\nserver {")[0]
     challenge = http_server.split("location ^~ /.well-known/acme-challenge/ {")[1].split("}")[0]
     assert f"root {contract.ACME_WEBROOT};" in challenge and "try_files $uri =404;" in challenge
     assert "return 308 https://app.example.com:8443$request_uri;" in http_server

@@ -48,11 +48,12 @@ def test_the_application_is_served_only_under_the_domain(tls):
 def test_https_for_any_other_name_is_421_and_plain_http_without_tls_is_closed_444():
     tls_blocks = servers(site("self-signed"))
     catch_all = next(b for b in tls_blocks if "server_name _;" in b)
-    assert "listen 8443 ssl http2 default_server;" in catch_all and "return 421" in catch_all
+    assert "listen 8443 ssl http2 default_server reuseport;" in catch_all and "return 421" in catch_all
+    assert "listen unix:/tmp/webstack-edge-https.sock ssl http2 default_server;" in catch_all
     named_https = next(b for b in tls_blocks if "server_name app.example.com;" in b and "listen 8443" in b)
     assert "default_server" not in named_https
     plain = by_name(site("off"))
-    assert "listen 8080 default_server;" in plain["_"] and "return 444;" in plain["_"]
+    assert "listen 8080 default_server reuseport;" in plain["_"] and "return 444;" in plain["_"]
     assert "default_server" not in plain["app.example.com"]
 
 
@@ -63,8 +64,23 @@ def test_the_edge_health_check_reaches_the_catch_all_server_by_address(tls):
             assert "location = /__edge/health" in block
 
 
+@pytest.mark.parametrize("tls", ["off", "self-signed"])
+def test_every_public_listener_shares_its_port_and_has_a_socket_of_this_edge_only(tls):
+    """reuseport on each published port (once per port: nginx takes it on one listen), so that an old and a new
+    edge serve side by side; and each public server also on the edge's own socket, where its checks go."""
+    text = site(tls)
+    ports = ["8080", "8443"] if tls != "off" else ["8080"]
+    for port in ports:
+        assert len(re.findall(rf"listen {port}\b[^;]*reuseport;", text)) == 1, port
+    for block in servers(text):
+        tcp = re.findall(r"listen (\d+)\b", block)
+        sockets = re.findall(r"listen unix:(\S+?)[ ;]", block)
+        expected = {"8080": "/tmp/webstack-edge-http.sock", "8443": "/tmp/webstack-edge-https.sock"}
+        assert sockets == [expected[p] for p in tcp], block[:80]
+
+
 def test_plain_http_redirects_to_the_domain_whatever_the_host_asked():
-    http = next(b for b in servers(site("self-signed")) if "listen 8080 default_server;" in b)
+    http = next(b for b in servers(site("self-signed")) if "listen 8080 default_server reuseport;" in b)
     assert "return 308 https://app.example.com:8443$request_uri;" in http and "$host" not in http
 
 

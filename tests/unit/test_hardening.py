@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 ROLES = ["database", "backend", "web", "edge"]
+HOLDER = "edge-ports"   # holds the edge's ports and runs only `sleep`: hardened alike, but nothing to health-check
 
 
 def containers(run, role):
@@ -13,19 +14,19 @@ def containers(run, role):
     return [r.inputs for r in regs]
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", [*ROLES, HOLDER])
 def test_container_runs_as_a_non_root_user(prod, role):
     for c in containers(prod, role):
         assert c["user"].split(":")[0] not in ("", "0", "root")
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", [*ROLES, HOLDER])
 def test_container_root_filesystem_is_read_only_with_a_tmpfs(prod, role):
     for c in containers(prod, role):
         assert c["readOnly"] is True and "/tmp" in c["tmpfs"]
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", [*ROLES, HOLDER])
 def test_container_drops_every_capability_and_gains_none(prod, role):
     for c in containers(prod, role):
         assert c["capabilities"]["drops"] == ["ALL"] and not c["capabilities"].get("adds")
@@ -33,7 +34,7 @@ def test_container_drops_every_capability_and_gains_none(prod, role):
         assert not c.get("privileged")
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", [*ROLES, HOLDER])
 def test_container_has_memory_cpu_restart_and_log_limits(prod, role):
     for c in containers(prod, role):
         assert c["memory"] > 0 and c["memorySwap"] == c["memory"] and c["cpuShares"] > 0
@@ -56,7 +57,10 @@ def test_container_is_health_checked_and_awaited(prod, role):
 @pytest.mark.parametrize("role", ROLES)
 def test_container_shares_no_host_namespace(prod, role):
     for c in containers(prod, role):
-        assert c.get("networkMode") in (None, "bridge") and c["networksAdvanced"]
+        if role == "edge":   # the holder's namespace (test_program_graph): never the host's
+            assert c["networkMode"].startswith("container:") and not c.get("networksAdvanced")
+        else:
+            assert c.get("networkMode") in (None, "bridge") and c["networksAdvanced"]
         assert not {"pidMode", "ipcMode", "usernsMode"} & set(c)
         assert "docker.sock" not in str(c.get("mounts", ""))
 

@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from components import contract, rendering
-from tests.program import ProgramRun, is_secret, run_program
+from tests.program import AUTONAME_SUFFIX, ProgramRun, is_secret, run_program
 
 CONTAINER = "docker:index/container:Container"
 COMPONENTS = ["Database", "Backend", "Web", "Edge", "SocketVolume", "Networks", "Images", "RemoteHost",
@@ -27,6 +27,13 @@ def only(run: ProgramRun, role: str):
     containers = run.containers()[role]
     assert len(containers) == 1
     return containers[0]
+
+
+def edge_name(run: ProgramRun) -> str:
+    """The edge has no name input: the engine autonames it (tests/program.py's mocks do the same)."""
+    edge = only(run, "edge")
+    assert "name" not in edge.inputs
+    return f"{edge.name}-{AUTONAME_SUFFIX}"
 
 
 def mount_sources(container) -> list[str]:
@@ -88,16 +95,17 @@ def test_database_publishes_no_port(dev):
 
 def test_only_the_edge_publishes_ports(prod):
     publishing = {role for role, regs in prod.containers().items() for r in regs if r.inputs.get("ports")}
-    assert publishing == {"edge"}
+    assert publishing == {"edge-ports"}   # the holder: the edges serve in its network namespace
 
 
 def test_ports_are_published_on_the_configured_address(dev, prod):
-    assert {p["ip"] for p in only(dev, "edge").inputs["ports"]} == {"127.0.0.1"}
-    assert {(p["internal"], p["external"]) for p in only(prod, "edge").inputs["ports"]} == {(8080, 80), (8443, 443)}
+    assert {p["ip"] for p in only(dev, "edge-ports").inputs["ports"]} == {"127.0.0.1"}
+    assert {(p["internal"], p["external"]) for p in only(prod, "edge-ports").inputs["ports"]} == {(8080, 80),
+                                                                                                  (8443, 443)}
 
 
 def test_https_is_published_only_when_tls_is_on(plain_http):
-    assert [p["internal"] for p in only(plain_http, "edge").inputs["ports"]] == [contract.EDGE_HTTP_PORT]
+    assert [p["internal"] for p in only(plain_http, "edge-ports").inputs["ports"]] == [contract.EDGE_HTTP_PORT]
 
 
 def test_database_and_backend_share_the_socket_volume(dev):
@@ -134,11 +142,35 @@ def test_data_network_is_internal_and_holds_only_database_and_backend(dev):
 
 def test_app_network_joins_edge_backend_and_web_only(dev):
     assert dev.named("networks-app").inputs["internal"] is True
-    assert network_members(dev, "networks-app") == {"edge", "backend", "web"}
+    assert network_members(dev, "networks-app") == {"edge-ports", "backend", "web"}
 
 
 def test_only_the_edge_is_on_the_public_network(dev):
-    assert network_members(dev, "networks-public") == {"edge"}
+    assert network_members(dev, "networks-public") == {"edge-ports"}
+
+
+def test_the_edge_serves_in_the_holders_network_namespace_and_is_replaced_create_first(dev):
+    holder, edge = only(dev, "edge-ports"), only(dev, "edge")
+    assert edge.inputs["networkMode"] == f"container:{holder.name}-id"   # the id: Docker reports it back so
+    assert not edge.inputs.get("ports") and not edge.inputs.get("networksAdvanced")
+    assert edge.delete_before_replace is False            # the new edge starts beside the old one
+    assert edge.name == "webstack-dev-edge"               # autonamed webstack-dev-edge-<random> by the engine
+    # The holder: fixed name, only `sleep`, never replaced by a new edge image; queued connections of a closing
+    # listener move to the others (tcp_migrate_req).
+    assert holder.inputs["name"] == "webstack-dev-edge-ports" and holder.inputs["command"] == ["sleep", "infinity"]
+    assert holder.ignore_changes == ["image", "healthcheck"]
+    assert holder.inputs["sysctls"] == {"net.ipv4.tcp_migrate_req": "1"}
+    assert holder.inputs["user"] == "65534:65534" and holder.inputs["readOnly"] is True
+
+
+def test_the_switch_retires_the_other_edges_of_the_stack_only_after_the_release_serves(dev):
+    script = dev.named("edge-switch").inputs["create"]
+    serving = script.split("case $rc in")[1].split(";;")[0]
+    assert serving.index("serves through the edge") < serving.index("retire_other_edges")
+    retire = script.split("retire_other_edges() {")[1].split("\n}")[0]
+    assert "--filter label=webstack.stack=dev --filter label=webstack.role=edge" in retire
+    assert "--filter name=^webstack-dev-edge-" in retire and 'grep -vxF "$edge"' in retire
+    assert "docker stop -t 30 $others" in retire   # graceful: the image's STOPSIGNAL is SIGQUIT
 
 
 def test_a_new_release_is_a_new_backend_resource(dev, dev_next_release):
@@ -211,16 +243,18 @@ def test_edge_switch_routes_to_this_release_containers(dev):
 def test_edge_is_reconfigured_by_reload_inside_the_running_container_then_checked_through_it(dev):
     script = dev.named("edge-switch").inputs["create"]
     # One `docker exec` does the work inside the edge; its script is the host script's `inside` value.
-    assert 'docker exec -i "$edge" sh -c "$inside"' in script and "edge=webstack-dev-edge" in script
-    inside = shlex.split(script.split("\ninside=", 1)[1])[0]
+    assert 'docker exec -i "$edge" sh -c "$inside"' in script
+    assert f"edge={edge_name(dev)}" in script   # the name the engine gave the edge
+    inside = shlex.split(script.split("\ninside=", 1)[1], comments=True)[0]
     assert f"| {contract.EDGE_APPLY_COMMAND} $1" in inside
     # TLS, the public name and both routes, answered by the edge itself: first through the canary (a refusal
     # removes it and switches nothing), then through the public server (a failure puts `prev` back).
-    assert '--resolve localhost":$1:127.0.0.1"' in inside and "for path in / /api/readiness" in inside
+    assert '-k --unix-socket "$1"' in inside and '"https://"localhost"$path"' in inside
+    assert "for path in / /api/readiness" in inside
     canary, public = inside.split("apply --stage || exit 1\n")[1].split('apply "" || exit 1\n')
-    assert f"checked {contract.EDGE_CANARY_PORT} " in canary and "rm -rf /etc/webstack/edge/stage" in canary
+    assert f"checked {contract.EDGE_CANARY_SOCKET} " in canary and "rm -rf /etc/webstack/edge/stage" in canary
     assert "exit 3" in canary and "mv prev" not in canary
-    assert "checked 8443 " in public and "mv prev live && nginx -s reload" in public
+    assert f"checked {contract.EDGE_HTTPS_SOCKET} " in public and "mv prev live && nginx -s reload" in public
 
 
 def test_backend_health_gate_probes_the_configured_path_from_the_edge(dev):
@@ -229,8 +263,8 @@ def test_backend_health_gate_probes_the_configured_path_from_the_edge(dev):
     script = check.inputs["create"]
     assert f"http://{backend.inputs['name']}:8000/readiness" in script
     assert f"http://{only(dev, 'web').inputs['name']}:{contract.WEB_PORT}/healthz" in script
-    assert "docker exec webstack-dev-edge sh -c" in script and "curl -fsS -o /dev/null --max-time 2 \"$url\"" in script
-    assert dev.named("edge-nginx").urn in check.dependencies   # the edge probes: it must exist first
+    assert f"docker exec {edge_name(dev)} sh -c" in script and "curl -fsS -o /dev/null --max-time 2 \"$url\"" in script
+    assert only(dev, "edge").urn in check.dependencies   # the edge probes: it must exist first
 
 
 def test_backend_replicas_become_containers_and_upstreams():

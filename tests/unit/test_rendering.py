@@ -82,7 +82,7 @@ def test_tls_site_redirects_port_80_and_sends_hsts():
     text = site(tls='{"mode": "self-signed"}')
     assert "return 308 https://localhost:8443$request_uri;" in text
     assert 'add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;' in text
-    assert "ssl_protocols TLSv1.2 TLSv1.3;" in text and "listen 8443 ssl http2 default_server;" in text
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in text and "listen 8443 ssl http2 default_server reuseport;" in text
 
 
 def test_the_redirect_omits_the_default_https_port():
@@ -110,12 +110,12 @@ def test_upstreams_list_every_release_container():
     assert "server w-1:8080 max_fails=0;" in text
 
 
-def test_the_canary_routes_the_same_paths_to_the_release_on_the_edges_loopback_only():
+def test_the_canary_routes_the_same_paths_to_the_release_on_a_socket_of_the_edge_only():
     settings_ = settings(tls='{"mode": "self-signed"}')
     live = rendering.render_edge_site(settings_, ["b-1"], ["w-1"])
     canary = rendering.render_edge_site(settings_, ["b-1"], ["w-1"], canary=True)
     listens = [line.strip() for line in canary.splitlines() if line.strip().startswith("listen")]
-    assert listens == [f"listen 127.0.0.1:{contract.EDGE_CANARY_PORT} ssl;"]
+    assert listens == [f"listen unix:{contract.EDGE_CANARY_SOCKET} ssl;"]
     assert "ssl_certificate /etc/webstack/edge/stage/tls/fullchain.pem;" in canary
     # Its own upstream names (both sites are loaded together) and the live site's routes, location by location.
     assert "upstream webstack_canary_backend {" in canary and "upstream webstack_backend {" not in canary
