@@ -18,6 +18,7 @@ from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs
 from components.images import Images
 from components.networks import Networks
+from components import orphans
 from components.pids_limits import PidsLimits
 from components.release_command import ReleaseCommand, ReleaseCommandArgs
 from components.release_gate import ReleaseGate
@@ -27,6 +28,7 @@ from components.socket_volume import SocketVolume
 from components.web import Web, WebArgs
 
 settings = settings_from_pulumi(Path(__file__).resolve().parent)
+orphans.attach(settings)   # an interrupted update's leftover containers never block the next one
 
 host = RemoteHost("host", settings)
 on_target = pulumi.ResourceOptions(providers={"docker": host.provider})
@@ -79,8 +81,12 @@ PidsLimits("pids-limits", host, [database.container, edge.holder, edge.container
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)
+# Every long-lived container of the stack: after any update (an interrupted one too, once the next completes)
+# these are exactly the stack's containers on the target.
 pulumi.export("containers", {"database": database.container.name, "edge": edge.container.name,
-                             "backend": backend.names, "web": web.container_name if web else None,
+                             "edgePorts": edge.holder.name, "backend": backend.names,
+                             "web": web.container_name if web else None,
+                             **({"backup": backups.schedule.name} if backups.schedule else {}),
                              **({"acme": acme.container_name} if acme else {})})
 pulumi.export("dataVolume", database.data_volume.name)
 pulumi.export("appVolumes", backend.app_volumes)
