@@ -173,6 +173,30 @@ def test_6_renaming_the_database_of_a_stack_with_data_is_refused_with_the_way_to
     stack.engine.configure({"webstack:release": "r2"})   # as the message says: the old values set back
 
 
+def test_6b_a_stopped_database_fails_the_update_before_anything_changes(stack):
+    """Issue 21: a stopped database only logged a warning, and an update that replaced it went on with no backup.
+    database.memoryMb alone replaces the database container (a new image): the update must stop first."""
+    container = docker("inspect", "-f", "{{.Id}}", DB).stdout.strip()
+    backends, taken = stack.containers("backend"), len(stack.backups())
+    docker("stop", DB)
+    try:
+        with pytest.raises(EngineFailed) as failed:
+            stack.up(**{"webstack:release": "r2", "webstack:database.memoryMb": 640})
+        message = failed.value.message
+        assert f"the database container {DB} exists but is exited, not running" in message, message[-3000:]
+        assert f"docker start {DB}" in message and "nothing was changed" in message, message[-3000:]
+        assert docker("inspect", "-f", "{{.Id}} {{.State.Status}}", DB).stdout.split() == [container, "exited"]
+        assert stack.containers("backend") == backends and len(stack.backups()) == taken
+    finally:
+        docker("start", DB)
+    stack.engine.configure({"webstack:release": "r2"})   # the refused memoryMb is not kept
+    deadline = time.monotonic() + 120
+    while docker("inspect", "-f", "{{.State.Health.Status}}", DB).stdout.strip() != "healthy":
+        assert time.monotonic() < deadline, docker("logs", DB, check=False).stderr[-2000:]
+        time.sleep(2)
+    assert stack.api_ok() and sql("SELECT count(*) FROM notes") != "0"
+
+
 def test_7_a_100_mb_database_is_backed_up_and_restored_within_two_minutes(stack):
     sql("CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) "
         "|| md5((g * 31)::text) AS payload FROM generate_series(1, 650000) AS g")

@@ -128,15 +128,18 @@ def test_the_pre_deploy_script_is_valid_sh_and_guards_the_identity(tmp_path):
     assert "docker run --rm --user 999:999" in script
 
 
-def fake_docker(tmp_path, env: str, running: str = "true", stdin_to: str = ""):
-    """A `docker` on PATH that answers inspect like a target with a running database, and records a run (or,
-    with stdin_to, what the run read on stdin)."""
+def fake_docker(tmp_path, env: str, status: str = "running", stdin_to: str = "", exists: bool = True):
+    """A `docker` on PATH that answers inspect like a target whose database container is in `status` (docker's
+    .State.Status; .State.Running is true for running, paused and restarting, as dockerd reports it), or has no
+    database container (exists=False), and records a run (or, with stdin_to, what the run read on stdin)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    running = "true" if status in ("running", "paused", "restarting") else "false"
+    inspect = (f"case \"$3\" in *State.Running*) echo {running};; *State.Status*) echo {status};; "
+               f"*Config.Image*) echo \"$DB_IMAGE\";; *) printf '{env}';; esac;;" if exists
+               else "echo 'Error: No such object' >&2; exit 1;;")
     (bin_dir / "docker").write_text(
-        "#!/bin/sh\ncase \"$1 $2\" in\n"
-        f"  \"inspect -f\") case \"$3\" in *Running*) echo {running};; *Config.Image*) echo \"$DB_IMAGE\";; "
-        f"*) printf '{env}';; esac;;\n"
+        f"#!/bin/sh\ncase \"$1 $2\" in\n  \"inspect -f\") {inspect}\n"
         + (f"  run*) cat > {tmp_path}/{stdin_to};;\nesac\n" if stdin_to else f"  run*) echo ran >> {tmp_path}/runs;;\nesac\n"))
     (bin_dir / "docker").chmod(0o755)
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
@@ -152,6 +155,45 @@ def test_the_pre_deploy_script_refuses_a_renamed_database_before_any_backup(tmp_
     assert not (tmp_path / "runs").exists()
     same = subprocess.run(["sh", "-c", pre_deploy_script(settings())], env=environment, capture_output=True, text=True)
     assert same.returncode == 0 and (tmp_path / "runs").read_text() == "ran\n", same.stderr
+
+
+IDENTITY = r"WEBSTACK_DB_NAME=appdb\nWEBSTACK_DB_USER=app\n"
+
+
+@pytest.mark.parametrize("status", ["exited", "created", "paused", "restarting", "dead"])
+def test_a_database_that_is_not_running_stops_the_update_before_anything_changes(tmp_path, status):
+    """Issue 21: a stopped database only logged a warning and the update went on to replace it, unbacked."""
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings())], env=fake_docker(tmp_path, IDENTITY, status),
+                          capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"the database container webstack-dev-db exists but is {status}, not running" in done.stderr
+    assert "The update stops here; nothing was changed" in done.stderr
+    for fix in ("docker start webstack-dev-db", "docker logs --tail 50 webstack-dev-db",
+                "python -m ops logs --stack dev database", "docker rm -f webstack-dev-db", "pulumi up --refresh"):
+        assert fix in done.stderr, fix
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_stopped_database_stops_a_rollback_that_keeps_its_image_too(tmp_path):
+    environment = {**fake_docker(tmp_path, IDENTITY, "exited"), "DB_IMAGE": "webstack-dev-db:d1"}
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings(), rollback=True)], env=environment,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "exists but is exited" in done.stderr and "no backup needed" not in done.stdout
+
+
+def test_the_first_deploy_has_no_database_container_and_goes_on_without_a_backup(tmp_path):
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings())],
+                          env=fake_docker(tmp_path, IDENTITY, exists=False), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "no database container webstack-dev-db yet (first deploy): nothing to back up" in done.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_identity_guard_speaks_first_even_when_the_database_is_stopped(tmp_path):
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings({"name": "shop"}))],
+                          env=fake_docker(tmp_path, IDENTITY, "exited"), capture_output=True, text=True)
+    assert done.returncode == 1 and "holds data as database 'appdb', role 'app'" in done.stderr
+    assert "not running" not in done.stderr
 
 
 def test_a_rollback_that_keeps_the_database_image_takes_no_backup_and_anything_else_does(tmp_path):
