@@ -89,7 +89,8 @@ def test_1_the_first_deploy_has_nothing_to_back_up_and_the_schedule_runs_on_the_
     health = docker("inspect", "-f", "{{.State.Health.Status}}", f"{PREFIX}backup").stdout.strip()
     assert health == "healthy", health
     scheduled = [b for b in stack.backups() if b["reason"] == "scheduled"][0]
-    assert scheduled["stack"] == STACK and scheduled["database"] == {"name": "appdb", "user": "app"}
+    assert (scheduled["project"], scheduled["stack"]) == ("webstack", STACK)
+    assert scheduled["database"] == {"name": "appdb", "user": "app"}
     assert scheduled["postgresql"].startswith("15") and "public.notes" in scheduled["tables"]
     # Back to the default (daily 03:15): the tests below count on no backup appearing unasked.
     stack.up(**{"webstack:release": "r1"})
