@@ -49,8 +49,10 @@ def environment(settings: Settings, volumes: Sequence[str] = ()) -> dict[str, st
     database = settings.database
     offsite = database.offsite
     return {
-        "WEBSTACK_STACK": settings.stack, "WEBSTACK_DB_NAME": database.name, "WEBSTACK_DB_USER": database.user,
-        "WEBSTACK_RELEASE": settings.release, "WEBSTACK_KEEP": str(database.backupsToKeep),
+        "WEBSTACK_PROJECT": settings.project, "WEBSTACK_STACK": settings.stack, "WEBSTACK_DB_NAME": database.name,
+        "WEBSTACK_DB_USER": database.user, "WEBSTACK_RELEASE": settings.release,
+        "WEBSTACK_KEEP_SCHEDULED": str(database.backups.keepScheduled),
+        "WEBSTACK_KEEP_PRE_DEPLOY": str(database.backups.keepPreDeploy),
         "WEBSTACK_SCHEDULE": database.backupSchedule, "WEBSTACK_VOLUMES": " ".join(volumes),
         "WEBSTACK_OFFSITE": json.dumps({"bucket": offsite.bucket, "prefix": offsite.prefix, "region": offsite.region,
                                         "endpoint": offsite.endpoint}, sort_keys=True) if offsite else "",

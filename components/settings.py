@@ -19,7 +19,7 @@ from . import pem
 # Every pattern is used with fullmatch and ends in \Z: `$` also matches before a trailing newline ("v1\n").
 HOSTNAME = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z", re.I)
 RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}\Z")    # a valid image tag and container-name part
-STACK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")      # a file name and a container-name part
+STACK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")      # a file name, a container-name part, a project
 SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -241,10 +241,21 @@ class Offsite(Model):
         return self
 
 
+class BackupRetention(Model):
+    """How many backups of each kind stay, on the target and offsite (containers/backup/webstack_backup.py prunes
+    each kind by its own count, the oldest first, never the newest of a kind). Kept apart so that a day of
+    releases, each with its pre-deploy backup, cannot push out every scheduled backup (issue 21). Manual backups
+    (`python -m ops backup`) count with the scheduled ones: both are restore points someone asked for at a time of
+    their choosing, and a separate unbounded pile would fill the volume until the pre-deploy backup fails."""
+
+    keepScheduled: int = Field(7, ge=1, le=365)
+    keepPreDeploy: int = Field(5, ge=1, le=365)
+
+
 class Database(Model):
     name: str = "appdb"
     user: str = "app"
-    backupsToKeep: int = Field(7, ge=1, le=365)
+    backups: BackupRetention = BackupRetention()
     memoryMb: int = Field(512, ge=128)
     # CPUs the database may use; unset: no cap (a database capped at one core makes every query wait for it).
     cpus: Optional[float] = Field(None, gt=0, le=256)
@@ -408,6 +419,9 @@ class Settings(Model):
     """Everything one stack needs, validated; built by settings_loader.load_settings."""
 
     stack: str
+    # The Pulumi project's name: with the stack it names a deployment uniquely (offsite backups are kept under
+    # <prefix>/<project>/<stack>, so two projects' `prod` stacks in one bucket stay apart).
+    project: str
     projectDir: Path
     # Top-level keys set with --secret (`pulumi config set --secret --path webstack:backend.env.X` makes the whole
     # `backend` object secret): their values reach resources only as secret Outputs.
@@ -435,6 +449,15 @@ class Settings(Model):
         if not STACK.fullmatch(v):
             raise ValueError("the stack name must be 1-100 letters, digits, '.', '_' or '-', starting with a "
                              "letter or digit; create the stack under such a name (pulumi stack init NAME)")
+        return v
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        # Part of every offsite key and of the backup job's environment.
+        if not STACK.fullmatch(v):
+            raise ValueError(f"the project name {v!r} must be 1-100 letters, digits, '.', '_' or '-', starting with "
+                             "a letter or digit (name: in Pulumi.yaml)")
         return v
 
     @field_validator("release")

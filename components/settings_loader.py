@@ -7,12 +7,14 @@ Runs before the first resource is declared, so bad input changes nothing. Each p
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import typing
 from pathlib import Path
 from typing import Any, Mapping
 
 import pulumi
+import yaml
 from pydantic import ValidationError
 
 from .git_release import NoGitRelease, git_release
@@ -146,7 +148,7 @@ def known_fields(loc: tuple | str) -> list[str]:
         annotation = model.model_fields[part].annotation
         # Optional[Model] -> Model
         model = next((a for a in (*typing.get_args(annotation), annotation) if hasattr(a, "model_fields")), annotation)
-    return [name for name in model.model_fields if name not in ("stack", "projectDir", "secretKeys")]
+    return [name for name in model.model_fields if name not in ("stack", "project", "projectDir", "secretKeys")]
 
 
 def nested(value: Any, dotted: str) -> Any:
@@ -156,8 +158,42 @@ def nested(value: Any, dotted: str) -> Any:
     return value
 
 
-def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, project_dir: Path) -> Settings:
-    """values: the webstack namespace's config, key without namespace -> raw value as Pulumi passes it."""
+# Keys an earlier webstack read, with what took their place. Refused, not mapped: the new keys split what the old
+# one meant, so carrying its value over silently would keep a setting the operator never chose.
+REPLACED_KEYS = {
+    "database.backupsToKeep": (
+        "was replaced by database.backups.keepScheduled (default 7: scheduled and manual backups) and "
+        "database.backups.keepPreDeploy (default 5): each kind of backup is now kept by its own count, on the "
+        "target and offsite, so a day of releases no longer pushes out every scheduled backup",
+        "database.backups.keepScheduled"),
+}
+
+
+def replaced_keys(data: Mapping[str, Any], secret_keys: set[str]) -> list[tuple[str, str]]:
+    """Keys REPLACED_KEYS names, each refused with its successor and the commands that move the value over."""
+    problems = []
+    for path, (message, successor) in REPLACED_KEYS.items():
+        top, _, field = path.partition(".")
+        value = nested(data.get(top), field)
+        if value is None:
+            continue
+        shown = "N" if top in secret_keys or isinstance(value, (dict, list)) else value
+        problems.append((path, f"{message}. Fix: pulumi config rm --path {NAMESPACE}:{path}, then "
+                               f"{set_command(successor, str(shown))}"))
+    return problems
+
+
+@functools.lru_cache(maxsize=16)   # read once per process: settings are loaded many times (ops, tests)
+def project_name(project_dir: Path) -> str:
+    """The `name:` of the project's Pulumi.yaml: what pulumi.get_project() says in the program, for callers outside
+    it (the operator commands, tests). The file is there: Pulumi found the project by it."""
+    return str(yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"])
+
+
+def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, project_dir: Path,
+                  project: str | None = None) -> Settings:
+    """values: the webstack namespace's config, key without namespace -> raw value as Pulumi passes it.
+    project: the Pulumi project's name (the program passes pulumi.get_project()); default the one in project_dir."""
     problems: list[tuple[str, str]] = []
     data: dict[str, Any] = {}
     for key, raw in sorted(values.items()):
@@ -184,6 +220,7 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
     problems += [(key, f"is stored in plain text; it must be a secret. Fix: pulumi config rm {NAMESPACE}:{key}, "
                        f"then {GENERATION_KEY_FIX}") for key in SECRET_SCALARS if key in data and key not in secret_keys]
     problems += plaintext_app_secrets(data, secret_keys)
+    problems += replaced_keys(data, secret_keys)
     if not data.get("release"):   # unset (Pulumi.yaml's default is empty): the project's git commit
         try:
             data["release"] = git_release(project_dir)
@@ -193,7 +230,8 @@ def load_settings(values: Mapping[str, Any], secret_keys: set[str], stack: str, 
     if problems:
         raise ConfigError(problems)
     try:
-        settings = Settings(stack=stack, projectDir=project_dir, secretKeys=frozenset(secret_keys), **data)
+        settings = Settings(stack=stack, project=project or project_name(project_dir), projectDir=project_dir,
+                            secretKeys=frozenset(secret_keys), **data)
     except ValidationError as exc:
         raise ConfigError([describe(e, secret_keys) for e in exc.errors(include_url=False)]) from None
     problems = check_build(settings, "backend") + check_provided_tls(settings)
@@ -218,7 +256,7 @@ def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
 
 def settings_from_pulumi(project_dir: Path) -> Settings:
     values, secrets = read_pulumi_config()
-    settings = load_settings(values, secrets, pulumi.get_stack(), project_dir)
+    settings = load_settings(values, secrets, pulumi.get_stack(), project_dir, pulumi.get_project())
     for warning in provided_tls_warnings(settings):
         pulumi.log.warn(warning)
     return settings

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import time
 from typing import Optional, Sequence
 
@@ -68,6 +69,14 @@ def job(target: Target, backups: dict, command: Sequence[str], *, source_stack: 
     return json.loads(results[-1])
 
 
+def legacy_note(found: dict) -> str:
+    """Backups still under the layout before offsite keys named the project: restorable, never pruned."""
+    names = found["legacy"]
+    return (f"note: {len(names)} backup(s) under the old layout {found['legacyPrefix']} (before offsite keys named "
+            f"the project; newest {names[-1]}): `restore --from-s3 --name NAME` still finds them, retention no longer "
+            "removes them. See README \"Backups\" (offsite layout) to move or remove them.")
+
+
 def megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
@@ -83,12 +92,15 @@ def run(args: argparse.Namespace) -> int:
         rows = found["offsite" if args.offsite else "backups"]
         if args.json:
             print(json.dumps(rows, indent=2))
-            return 0
-        where = "offsite" if args.offsite else f"on the target (volume {backups['volume']})"
-        print(f"{len(rows)} backup(s) of stack {args.stack} {where}, oldest first:")
-        for m in rows:
-            print(f"  {m['name']:<34} {m['reason']:<11} release {m['release'] or '-':<12} "
-                  f"{megabytes(m['size']):>10}  sha256 {m['sha256'][:12]}  PostgreSQL {m['postgresql']}")
+        else:
+            where = f"offsite (s3://{target.settings.database.offsite.bucket}/{found['prefix']})" if args.offsite \
+                else f"on the target (volume {backups['volume']})"
+            print(f"{len(rows)} backup(s) of stack {args.stack} {where}, oldest first:")
+            for m in rows:
+                print(f"  {m['name']:<34} {m['reason']:<11} release {m['release'] or '-':<12} "
+                      f"{megabytes(m['size']):>10}  sha256 {m['sha256'][:12]}  PostgreSQL {m['postgresql']}")
+        if found.get("legacy"):
+            print(legacy_note(found), file=sys.stderr)
         return 0
     started = time.monotonic()
     print(f"backing up stack {args.stack} (database {target.settings.database.name}) on its "

@@ -1,10 +1,12 @@
-"""`python -m ops restore --stack NAME [--name BACKUP | --latest] [--from-s3] [--from-stack OTHER] [--verify]`
+"""`python -m ops restore --stack NAME [--name BACKUP | --latest] [--from-s3] [--from-stack [PROJECT/]OTHER] [--verify]`
 
 Restores a backup: its checksums are verified first (a corrupted backup is refused before anything changes),
 it is restored into a fresh database and checked (`pg_restore --list`, a row count per table), then the
 backends are stopped (drained: gunicorn finishes the requests it has), the fresh database takes the stack's
 database name, the previous one is kept as <name>_pre_restore_<time>, and the backends start again.
 --verify is a restore drill: the fresh database is checked and dropped; nothing else changes.
+A backup's manifest names its project and stack: the job refuses one that is not of the stack it expects (this one,
+or the one --from-stack names).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
+from components.settings import STACK
 from ops import stack as stacks
 from ops.backup import backups_output, job
 from ops.errors import OpsError
@@ -47,9 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--name", help="the backup's name, as `python -m ops backup --list` shows it")
     which.add_argument("--latest", action="store_true", help="the newest backup (the default)")
     parser.add_argument("--from-s3", action="store_true", help="take the backup from webstack:database.offsite")
-    parser.add_argument("--from-stack", metavar="OTHER",
+    parser.add_argument("--from-stack", metavar="[PROJECT/]OTHER",
                         help="take another stack's backup (its backups volume on the same target, or with "
-                             "--from-s3 its offsite prefix): how data moves to a new stack")
+                             "--from-s3 its offsite prefix): how data moves to a new stack. PROJECT/OTHER: a stack "
+                             "of another Pulumi project (with --signing-key-file for --from-s3)")
     parser.add_argument("--signing-key-file", metavar="FILE",
                         help="with --from-s3 --from-stack OTHER: OTHER's backup signing key, when OTHER is not in "
                              "this backend (another backend, or its state is gone): `pulumi stack output "
@@ -81,9 +85,28 @@ def wait_healthy(target: Target, names: list[str]) -> None:
         time.sleep(1)
 
 
-def source_signing_key(args: argparse.Namespace) -> str:
+def source_of(from_stack: str, project: str) -> tuple[str, str]:
+    """(project, stack) of --from-stack [PROJECT/]STACK; the project defaults to this one."""
+    parts = from_stack.split("/")
+    if len(parts) > 2 or not all(STACK.fullmatch(part) for part in parts):
+        raise OpsError(f"--from-stack {from_stack!r}: expected STACK or PROJECT/STACK (letters, digits, '.', '_', '-')")
+    return (project, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def source_command(args: argparse.Namespace, project: str) -> list[str]:
+    """The job's arguments that say whose backup to take: another stack's (and project's) with --from-stack, where
+    from (its backups volume, mounted at /source, or its offsite prefix with --from-s3)."""
+    if not args.from_stack:
+        return ["--from-s3"] if args.from_s3 else []
+    source_project, source_stack = source_of(args.from_stack, project)
+    where = ["--from-s3"] if args.from_s3 else ["--source", "/source"]
+    return [*where, "--source-stack", source_stack,
+            *(["--source-project", source_project] if source_project != project else [])]
+
+
+def source_signing_key(args: argparse.Namespace, project: str) -> str:
     """Another stack's offsite backups are signed with that stack's key: from --signing-key-file, else from that
-    stack's outputs in this backend."""
+    stack's outputs in this backend (a stack of this project only)."""
     if args.signing_key_file:
         try:
             key = Path(args.signing_key_file).read_text().strip()
@@ -92,14 +115,18 @@ def source_signing_key(args: argparse.Namespace) -> str:
         if not key:
             raise OpsError(f"--signing-key-file: {args.signing_key_file} is empty")
         return key
+    source_project, source_stack = source_of(args.from_stack, project)
+    fix = (f"where its state is, `pulumi stack output backupSigningKey --show-secrets --stack {source_stack} > FILE`, "
+           "then add --signing-key-file FILE")
+    if source_project != project:
+        raise OpsError(f"stack {source_stack} is of project {source_project}, whose stacks this project's commands do "
+                       f"not open, and its offsite backups are signed with its key: {fix}")
     try:
-        key = backups_output(stacks.select(args.from_stack))["signingKey"]
+        key = backups_output(stacks.select(source_stack))["signingKey"]
     except OpsError as exc:
-        raise OpsError(f"{exc}. Stack {args.from_stack}'s offsite backups are signed with its key: where its state "
-                       f"is, `pulumi stack output backupSigningKey --show-secrets --stack {args.from_stack} > FILE`, "
-                       "then add --signing-key-file FILE") from None
+        raise OpsError(f"{exc}. Stack {source_stack}'s offsite backups are signed with its key: {fix}") from None
     if not key:
-        raise OpsError(f"stack {args.from_stack} has no backupSigningKey output: it signed no offsite backup")
+        raise OpsError(f"stack {source_stack} has no backupSigningKey output: it signed no offsite backup")
     return key
 
 
@@ -108,11 +135,8 @@ def run(args: argparse.Namespace) -> int:
     target = Target(settings_of(stack))
     backups = backups_output(stack)
     database = target.settings.database.name
-    command = ["restore-prepare", *(["--name", args.name] if args.name else [])]
-    if args.from_s3:
-        command += ["--from-s3", *(["--source-stack", args.from_stack] if args.from_stack else [])]
-    elif args.from_stack:
-        command += ["--source", "/source"]
+    command = ["restore-prepare", *(["--name", args.name] if args.name else []),
+               *source_command(args, target.settings.project)]
     if args.verify:
         command.append("--verify-only")
     started = time.monotonic()
@@ -120,9 +144,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"restoring {'backup ' + args.name if args.name else 'the latest backup'}{source}"
           f"{' from S3' if args.from_s3 else ''} into stack {args.stack} ({'verify mode' if args.verify else 'database ' + database})",
           flush=True)
-    signing_key = source_signing_key(args) if args.from_s3 and args.from_stack else None
-    prepared = job(target, backups, command, source_stack=args.from_stack if not args.from_s3 else None,
-                   signing_key=signing_key)
+    signing_key = source_signing_key(args, target.settings.project) if args.from_s3 and args.from_stack else None
+    # Another stack's backups volume on this target is mounted read-only at /source (volumes are named by stack).
+    volume_of = source_of(args.from_stack, target.settings.project)[1] if args.from_stack and not args.from_s3 else None
+    prepared = job(target, backups, command, source_stack=volume_of, signing_key=signing_key)
     rows = sum(prepared["tables"].values())
     print(f"backup {prepared['backup']} verified and restored into {prepared['scratch']}: "
           f"{len(prepared['tables'])} tables, {rows} rows, {time.monotonic() - started:.1f}s", flush=True)

@@ -116,12 +116,13 @@ def is_secret(value: Any) -> bool:
 
 
 def run_program(stack: str, overrides: Mapping[str, Any] | None = None,
-                secret_overrides: Mapping[str, Any] | None = None) -> ProgramRun:
-    """Run __main__.py for `stack`; exceptions from the program (ConfigError included) propagate."""
+                secret_overrides: Mapping[str, Any] | None = None, project: str = "webstack") -> ProgramRun:
+    """Run __main__.py for `stack` of `project` (what pulumi.get_project() answers); exceptions from the program
+    (ConfigError included) propagate."""
     config, secret_keys = load_stack_config(stack, overrides, secret_overrides)
     monitor = RecordingMonitor(ProgramMocks())
     set_root_resource(None)
-    pulumi.runtime.set_mocks(ProgramMocks(), project="webstack", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(ProgramMocks(), project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()

@@ -44,7 +44,8 @@ def valid_config(draw) -> tuple[str, dict[str, str]]:
         "tls": draw(st.sampled_from([{"mode": "off"}, {"mode": "self-signed"},
                                      {"mode": "acme", "acmeEmail": "ops@example.com"}])),
         "database": {"name": draw(SQL_NAMES), "user": draw(SQL_NAMES), "memoryMb": draw(st.integers(128, 8192)),
-                     "backupsToKeep": draw(st.integers(1, 365))},
+                     "backups": {"keepScheduled": draw(st.integers(1, 365)),
+                                 "keepPreDeploy": draw(st.integers(1, 365))}},
         "backend": {"port": draw(st.integers(1024, 65535)), "healthPath": draw(st.from_regex(s.URL_PATH, fullmatch=True)),
                     "replicas": draw(st.integers(1, 16)), "memoryMb": draw(st.integers(64, 4096)), "env": draw(ENV)},
     }

@@ -4,8 +4,9 @@
 Runs in the backup image as uid 999, which the database maps to its `postgres` role by peer authentication over
 the socket volume (/var/run/postgresql): no password anywhere. A backup is a directory /backups/<name>/ holding
 database.dump (pg_dump --format=custom), volumes/<volume>.tar for each app volume mounted under /volumes, and
-manifest.json (stack, release, time, sizes, PostgreSQL version, SHA-256 of every file). It is written under a
-`.partial-` name, fsynced, then renamed: a directory with a manifest is a complete backup. With the stack's signing
+manifest.json (project, stack, reason: its kind, release, time, sizes, PostgreSQL version, SHA-256 of every file).
+Its name is <UTC time>-<kind>, the kind scheduled, pre-deploy or manual. It is written under a `.partial-` name,
+fsynced, then renamed: a directory with a manifest is a complete backup. With the stack's signing
 key (WEBSTACK_SIGNING_KEY), manifest.hmac holds HMAC-SHA256(key, manifest.json): a restore from S3 accepts only a
 backup whose manifest carries a valid one, and follows no file name but database.dump and volumes/<volume>.tar.
 
@@ -14,11 +15,15 @@ restored database (never from `pg_restore --list`, whose names are unquoted and 
 (format('%I')) or by quote_ident/quote_literal below; the restore and its checks run as the stack's own role, so
 code the app role left in its database (a CHECK constraint's function, a crafted name) never runs as a superuser.
 
-Settings come from the environment (WEBSTACK_STACK, WEBSTACK_DB_NAME, WEBSTACK_DB_USER, WEBSTACK_RELEASE,
-WEBSTACK_KEEP, WEBSTACK_OFFSITE as JSON, WEBSTACK_SCHEDULE, WEBSTACK_VOLUMES); S3 credentials and the signing key
-from the environment or, with --credentials-stdin, as JSON on stdin (so they appear in no process list and no
-container's configuration). Progress goes to stderr; a command's result is one line `RESULT <json>` on stdout.
-Exit codes: 0 done, 2 refused or failed with a message (no traceback).
+Retention is by kind (WEBSTACK_KEEP_SCHEDULED for scheduled and manual backups, WEBSTACK_KEEP_PRE_DEPLOY for
+pre-deploy ones), locally and offsite. Offsite keys are <prefix>/<project>/<stack>/<backup>/<file>; a restore takes
+a backup only when its manifest names the project and stack it expects (this one, or the one given as the source).
+
+Settings come from the environment (WEBSTACK_PROJECT, WEBSTACK_STACK, WEBSTACK_DB_NAME, WEBSTACK_DB_USER,
+WEBSTACK_RELEASE, WEBSTACK_KEEP_SCHEDULED, WEBSTACK_KEEP_PRE_DEPLOY, WEBSTACK_OFFSITE as JSON, WEBSTACK_SCHEDULE,
+WEBSTACK_VOLUMES); S3 credentials and the signing key from the environment or, with --credentials-stdin, as JSON on
+stdin (so they appear in no process list and no container's configuration). Progress goes to stderr; a command's
+result is one line `RESULT <json>` on stdout. Exit codes: 0 done, 2 refused or failed with a message (no traceback).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ MANIFEST_MAX = 1 << 20
 TABLE_DATA = re.compile(r"\d+; \d+ \d+ TABLE DATA ")
 SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 BACKUP_NAME = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]{1,40}\Z")
+# What took a backup; the last part of its name. Each kind is kept by one count (see retention below).
+KINDS = ("scheduled", "pre-deploy", "manual")
 SCHEDULE = re.compile(r"(?:daily (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)|every (?P<every>[1-9]\d{0,3})(?P<unit>[mh]))\Z")
 CHUNK = 1 << 20
 started = time.monotonic()
@@ -267,9 +274,9 @@ def row_counts(database: str, role: str) -> dict[str, int]:
 # --- backup -------------------------------------------------------------------------------------------------
 
 def dump(reason: str) -> dict:
-    if not re.fullmatch(r"[a-z0-9-]{1,40}", reason):
-        raise Refused(f"reason {reason!r}: lower-case letters, digits and '-' only")
-    stack, database, user = env("WEBSTACK_STACK"), db_name(), db_user()
+    if reason not in KINDS:
+        raise Refused(f"reason {reason!r}: one of {', '.join(KINDS)} (it decides how long the backup is kept)")
+    project, stack, database, user = env("WEBSTACK_PROJECT"), env("WEBSTACK_STACK"), db_name(), db_user()
     key = signing_key()
     if offsite() and key is None:
         raise Refused("offsite copies are signed, and this job has no signing key (WEBSTACK_SIGNING_KEY): "
@@ -304,8 +311,10 @@ def dump(reason: str) -> dict:
                 path = partial / relative
                 fsync_path(path)
                 entries[relative] = {"size": path.stat().st_size, "sha256": sha256_of(path)}
+            # project and stack are signed with the rest: a restore checks them before it uses the backup.
             manifest = {
-                "format": 1, "name": name, "stack": stack, "reason": reason, "release": env("WEBSTACK_RELEASE", ""),
+                "format": 1, "name": name, "project": project, "stack": stack, "reason": reason,
+                "release": env("WEBSTACK_RELEASE", ""),
                 "created": now.isoformat(timespec="seconds"), "database": {"name": database, "user": user},
                 "postgresql": version, "files": entries, "sha256": entries[DUMP]["sha256"],
                 "size": sum(e["size"] for e in entries.values()),
@@ -323,20 +332,58 @@ def dump(reason: str) -> dict:
             shutil.rmtree(partial, ignore_errors=True)
             raise
         log(f"backup {name}: {manifest['size']} bytes, sha256 {manifest['sha256'][:16]}...")
-        removed = prune(int(env("WEBSTACK_KEEP", "7")))
+        removed = prune(keep_counts())
     uploaded = upload(final) if offsite() else None
     return {"name": name, "size": manifest["size"], "sha256": manifest["sha256"], "removed": removed,
             "offsite": uploaded}
 
 
-def prune(keep: int) -> list[str]:
-    """Oldest complete backups beyond `keep` (at least 1: the newest good one always stays)."""
-    backups = complete_backups()
-    doomed = backups[:-max(keep, 1)]
-    for backup in doomed:
-        shutil.rmtree(backup)
-        log(f"removed old backup {backup.name} (backupsToKeep={keep})")
-    return [b.name for b in doomed]
+# --- retention ----------------------------------------------------------------------------------------------
+# Each kind is pruned by its own count, so a day of releases (a pre-deploy backup each) cannot push out every
+# scheduled backup. Manual backups count with the scheduled ones: both are restore points someone chose the time
+# of, and kept apart without a limit they would fill the volume until a pre-deploy backup fails.
+
+POOLS = {"scheduled": ("WEBSTACK_KEEP_SCHEDULED", "keepScheduled", 7),
+         "pre-deploy": ("WEBSTACK_KEEP_PRE_DEPLOY", "keepPreDeploy", 5)}
+
+
+def kind_of(name: str) -> str:
+    """A backup's kind (its manifest's `reason`) from its name, <time>-<kind>: offsite pruning lists names and
+    reads no manifest."""
+    return name.split("-", 1)[1]
+
+
+def pool_of(name: str) -> str:
+    return "pre-deploy" if kind_of(name) == "pre-deploy" else "scheduled"
+
+
+def keep_counts() -> dict[str, int]:
+    return {pool: int(env(variable, str(default))) for pool, (variable, _, default) in POOLS.items()}
+
+
+def beyond_retention(names: list[str], keep: dict[str, int]) -> list[str]:
+    """The backups no count keeps, oldest first: in each pool all but the newest `keep[pool]` (at least 1: the
+    newest good backup of each kind always stays). Names sort by time."""
+    doomed = []
+    for pool, count in keep.items():
+        members = sorted(n for n in names if pool_of(n) == pool)
+        doomed += members[:-max(count, 1)]
+    return sorted(doomed)
+
+
+def retention_note(name: str, keep: dict[str, int]) -> str:
+    pool = pool_of(name)
+    return f"{POOLS[pool][1]}={keep[pool]}"
+
+
+def prune(keep: dict[str, int]) -> list[str]:
+    """Removes the complete backups beyond retention (beyond_retention)."""
+    backups = {b.name: b for b in complete_backups()}
+    doomed = beyond_retention(list(backups), keep)
+    for name in doomed:
+        shutil.rmtree(backups[name])
+        log(f"removed old backup {name} ({retention_note(name, keep)})")
+    return doomed
 
 
 # --- offsite ------------------------------------------------------------------------------------------------
@@ -347,7 +394,17 @@ def s3_client(config: dict):
     return boto3.client("s3", region_name=config.get("region") or None, endpoint_url=config.get("endpoint") or None)
 
 
-def s3_prefix(config: dict, stack: str) -> str:
+def s3_prefix(config: dict, project: str, stack: str) -> str:
+    """Where a stack's offsite backups live: <prefix>/<project>/<stack>/. The project is part of it because stack
+    names repeat across projects (every project has a `prod`): under <prefix>/<stack>/ alone, two projects' stacks
+    in one bucket pruned each other's backups, and a restore's "latest" could be the other project's."""
+    return "/".join(p for p in (config.get("prefix", "").strip("/"), project, stack) if p) + "/"
+
+
+def legacy_prefix(config: dict, stack: str) -> str:
+    """<prefix>/<stack>/, where backups were uploaded before the key named the project. Read by a restore when the
+    backup is not under s3_prefix, never pruned or written: other projects' stacks of the same name may share it
+    (README "Backups" says how to move or remove what is there)."""
     return "/".join(p for p in (config.get("prefix", "").strip("/"), stack) if p) + "/"
 
 
@@ -356,7 +413,7 @@ def upload(backup: Path) -> dict:
     signature, the manifest last."""
     config = offsite()
     client = s3_client(config)
-    bucket, prefix = config["bucket"], s3_prefix(config, env("WEBSTACK_STACK"))
+    bucket, prefix = config["bucket"], s3_prefix(config, env("WEBSTACK_PROJECT"), env("WEBSTACK_STACK"))
     manifest = manifest_of(backup)
     if not (backup / SIGNATURE).is_file():
         raise Refused(f"backup {backup.name} has no {SIGNATURE}: only signed backups are copied offsite")
@@ -376,7 +433,7 @@ def upload(backup: Path) -> dict:
         if digest.hexdigest() != expected or head["Metadata"].get("sha256") != expected:
             raise Refused(f"s3://{bucket}/{key} read back with SHA-256 {digest.hexdigest()[:16]}..., "
                           f"expected {expected[:16]}...: the upload is not trusted; run the backup again")
-    removed = prune_offsite(client, bucket, prefix, int(env("WEBSTACK_KEEP", "7")))
+    removed = prune_offsite(client, bucket, prefix, keep_counts())
     log(f"offsite copy verified: s3://{bucket}/{prefix}{backup.name}/")
     return {"bucket": bucket, "prefix": f"{prefix}{backup.name}/", "removed": removed}
 
@@ -392,15 +449,31 @@ def offsite_backups(client, bucket: str, prefix: str) -> list[str]:
     return sorted(names)
 
 
-def prune_offsite(client, bucket: str, prefix: str, keep: int) -> list[str]:
-    doomed = offsite_backups(client, bucket, prefix)[:-max(keep, 1)]
+def prune_offsite(client, bucket: str, prefix: str, keep: dict[str, int]) -> list[str]:
+    """The same retention as on the target (beyond_retention), in this stack's own prefix only."""
+    doomed = beyond_retention(offsite_backups(client, bucket, prefix), keep)
     for name in doomed:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}{name}/"):
             objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if objects:
                 client.delete_objects(Bucket=bucket, Delete={"Objects": objects})
-        log(f"removed old offsite backup {name}")
+        log(f"removed old offsite backup {name} ({retention_note(name, keep)})")
     return doomed
+
+
+def list_offsite() -> dict:
+    """This stack's offsite manifests (oldest first), and the names still under the legacy prefix (shown so that
+    the operator can see them and move or remove them; they may be another project's)."""
+    config = offsite()
+    if not config:
+        raise Refused("this stack has no webstack:database.offsite")
+    client, bucket = s3_client(config), config["bucket"]
+    prefix = s3_prefix(config, env("WEBSTACK_PROJECT"), env("WEBSTACK_STACK"))
+    legacy = legacy_prefix(config, env("WEBSTACK_STACK"))
+    manifests = [json.loads(client.get_object(Bucket=bucket, Key=f"{prefix}{n}/{MANIFEST}")["Body"].read())
+                 for n in offsite_backups(client, bucket, prefix)]
+    return {"offsite": manifests, "prefix": prefix, "legacyPrefix": legacy,
+            "legacy": offsite_backups(client, bucket, legacy)}
 
 
 def read_object(client, bucket: str, key: str) -> bytes | None:
@@ -415,9 +488,10 @@ def read_object(client, bucket: str, key: str) -> bytes | None:
     return data
 
 
-def authenticated_manifest(client, bucket: str, base: str, name: str, stack: str) -> tuple[bytes, bytes, dict]:
-    """The manifest's bytes, its signature and its content, once the signature is this stack's; Refused before
-    any name in it is used."""
+def authenticated_manifest(client, bucket: str, base: str, name: str, project: str,
+                           stack: str) -> tuple[bytes, bytes, dict]:
+    """The manifest's bytes, its signature and its content, once the signature is the stack's and the manifest
+    names it (check_origin); Refused before any name in it is used."""
     key = signing_key()
     if key is None:
         raise Refused(f"--from-s3 needs the signing key of stack {stack} (the job gets it from webstack)")
@@ -434,33 +508,47 @@ def authenticated_manifest(client, bucket: str, base: str, name: str, stack: str
         raise Refused(f"backup {name} in s3://{bucket}/{base} has a signature that does not match stack {stack}'s "
                       "key: its manifest was changed, or it is not this stack's; refused, nothing was changed")
     content = json.loads(manifest)
-    if not isinstance(content, dict) or content.get("name") != name or content.get("stack") != stack \
-            or not isinstance(content.get("files"), dict):
+    if not isinstance(content, dict) or content.get("name") != name or not isinstance(content.get("files"), dict):
         raise Refused(f"backup {name} in s3://{bucket}/{base}: its signed manifest describes another backup; refused")
+    check_origin(content, project, stack)
     for relative in content["files"]:
         safe_relative(relative)
     return manifest, signed, content
 
 
-def fetch(name: str | None, stack: str) -> Path:
-    """Downloads an offsite backup (default the newest) into /backups/.incoming-<name>; returns that directory
-    (checksums not yet verified). The bucket is not trusted: the manifest must carry this stack's signature and
-    name only the dump and volumes/<volume>.tar, and every file is created new inside that directory."""
+def locate(client, config: dict, name: str | None, project: str, stack: str) -> tuple[str, str]:
+    """(prefix, name) of the offsite backup to fetch, default the newest: under the stack's prefix, else under the
+    legacy one (backups uploaded before keys named the project), so that those stay restorable."""
+    bucket = config["bucket"]
+    prefix, legacy = s3_prefix(config, project, stack), legacy_prefix(config, stack)
+    for where in (prefix, legacy):
+        names = offsite_backups(client, bucket, where)
+        if names and (name is None or name in names):
+            if where == legacy:
+                log(f"taking {name or names[-1]} from s3://{bucket}/{legacy}, where backups were kept before offsite "
+                    f"keys named the project (README \"Backups\")")
+            return where, name or names[-1]
+    what = f"backup {name}" if name else "backups"
+    there = offsite_backups(client, bucket, prefix)[-5:]
+    raise Refused(f"no {what} in s3://{bucket}/{prefix}, nor in s3://{bucket}/{legacy} (the layout before offsite "
+                  "keys named the project)" + (f"; there: {', '.join(there)}" if there else ""))
+
+
+def fetch(name: str | None, project: str, stack: str) -> Path:
+    """Downloads an offsite backup of `stack` of `project` (default the newest) into /backups/.incoming-<name>;
+    returns that directory (checksums not yet verified). The bucket is not trusted: the manifest must carry the
+    stack's signature, name that project and stack, and name only the dump and volumes/<volume>.tar, and every file
+    is created new inside that directory."""
     config = offsite()
     if not config:
         raise Refused("--from-s3 needs webstack:database.offsite (bucket, region, endpoint) on this stack")
     if name is not None and not BACKUP_NAME.fullmatch(name):
         raise Refused(f"{name!r} is not a backup name (like 20260101T031500Z-scheduled)")
     client = s3_client(config)
-    bucket, prefix = config["bucket"], s3_prefix(config, stack)
-    names = offsite_backups(client, bucket, prefix)
-    if not names:
-        raise Refused(f"no backups in s3://{bucket}/{prefix}")
-    name = name or names[-1]
-    if name not in names:
-        raise Refused(f"no backup {name} in s3://{bucket}/{prefix} (there: {', '.join(names[-5:])})")
+    bucket = config["bucket"]
+    prefix, name = locate(client, config, name, project, stack)
     base = f"{prefix}{name}/"
-    manifest, signed, content = authenticated_manifest(client, bucket, base, name, stack)
+    manifest, signed, content = authenticated_manifest(client, bucket, base, name, project, stack)
     incoming = BACKUPS / f".incoming-{name}"
     if incoming.is_symlink():
         incoming.unlink()
@@ -480,24 +568,69 @@ def fetch(name: str | None, stack: str) -> Path:
     return incoming
 
 
+# --- origin -------------------------------------------------------------------------------------------------
+# A restore takes a backup only of the project and stack it expects: this stack's own, or the source it was given
+# (ops restore --from-stack [PROJECT/]STACK). A manifest without `project` was written before manifests named it:
+# its stack decides (offsite, its signature is also the stack's own key, which no stack of another project has).
+
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")   # a project or stack name (components/settings.py)
+
+
+def origin(manifest: dict, project: str) -> tuple[object, object]:
+    return manifest.get("project", project), manifest.get("stack")
+
+
+def is_from(backup: Path, project: str, stack: str) -> bool:
+    try:
+        return origin(manifest_of(backup), project) == (project, stack)
+    except (OSError, ValueError, AttributeError):   # an unreadable manifest is nobody's restore point
+        return False
+
+
+def check_origin(manifest: dict, project: str, stack: str) -> None:
+    """Refused, with the way to take it on purpose, unless the manifest names `project` and `stack`."""
+    theirs_project, theirs_stack = origin(manifest, project)
+    if (theirs_project, theirs_stack) == (project, stack):
+        return
+    message = (f"backup {manifest.get('name')!r} is of stack {theirs_stack!r} of project {theirs_project!r}; this "
+               f"restore takes backups of stack {stack!r} of project {project!r}. Refused, nothing was changed.")
+    # A hint only with names that are names: the manifest may come from a hostile bucket or volume.
+    if all(isinstance(v, str) and IDENTIFIER.fullmatch(v) for v in (theirs_project, theirs_stack)):
+        source = theirs_stack if theirs_project == env("WEBSTACK_PROJECT", "") else f"{theirs_project}/{theirs_stack}"
+        message += (f" To restore it on purpose: python -m ops restore --stack {env('WEBSTACK_STACK', 'STACK')} "
+                    f"--from-stack {source} --name NAME (add --from-s3 for the offsite copy)")
+    raise Refused(message)
+
+
 # --- restore ------------------------------------------------------------------------------------------------
 
-def choose(root: Path, name: str | None) -> Path:
+def choose(root: Path, name: str | None, project: str, stack: str) -> Path:
+    """The backup `name` in root, or the newest of `stack` of `project` there: a backup another stack's restore
+    fetched from S3 is kept beside this stack's own, and is no restore point of this stack."""
     backups = complete_backups(root)
     if not backups:
         raise Refused("there is no backup to restore yet: take one with python -m ops backup --stack STACK")
     if name is None:
-        return backups[-1]
+        own = [b for b in backups if is_from(b, project, stack)]
+        if not own:
+            raise Refused(f"none of the {len(backups)} backups here is of stack {stack} of project {project}; "
+                          "nothing was changed. Take one (python -m ops backup), or name another stack's with "
+                          "--from-stack and --name")
+        return own[-1]
     found = next((b for b in backups if b.name == name), None)
     if found is None:
         raise Refused(f"no backup named {name!r}; the newest are: {', '.join(b.name for b in backups[-5:])}")
+    check_origin(manifest_of(found), project, stack)
     return found
 
 
-def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack: str, verify_only: bool) -> dict:
-    """Verify, restore into a fresh database, check it; verify_only drops it again. Changes nothing else."""
+def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack: str, verify_only: bool,
+                    source_project: str | None = None) -> dict:
+    """Verify, restore into a fresh database, check it; verify_only drops it again. Changes nothing else.
+    source_stack/source_project: whose backup this restore takes (default this stack, this project)."""
     database, user = db_name(), db_user()
-    backup = fetch(name, source_stack) if from_s3 else choose(source, name)
+    project = source_project or env("WEBSTACK_PROJECT")
+    backup = fetch(name, project, source_stack) if from_s3 else choose(source, name, project, source_stack)
     log(f"verifying the checksums of backup {backup.name.removeprefix('.incoming-')}")
     try:
         manifest = verify(backup)
@@ -632,7 +765,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--name")
     r.add_argument("--from-s3", action="store_true")
     r.add_argument("--source", default=str(BACKUPS), help="another stack's backups, mounted read-only")
-    r.add_argument("--source-stack", help="the stack whose offsite backups --from-s3 reads (default: this one)")
+    r.add_argument("--source-stack", help="the stack whose backup this restore takes (default: this one)")
+    r.add_argument("--source-project", help="that stack's project (default: this one)")
     r.add_argument("--verify-only", action="store_true")
     s = sub.add_parser("switch", parents=[common])
     s.add_argument("--scratch", required=True)
@@ -646,18 +780,12 @@ def main(argv: list[str] | None = None) -> int:
             result(dump(args.reason))
         elif args.command == "list":
             if args.offsite:
-                config = offsite()
-                if not config:
-                    raise Refused("this stack has no webstack:database.offsite")
-                client = s3_client(config)
-                prefix = s3_prefix(config, env("WEBSTACK_STACK"))
-                result({"offsite": [json.loads(client.get_object(Bucket=config["bucket"], Key=f"{prefix}{n}/{MANIFEST}")
-                                               ["Body"].read()) for n in offsite_backups(client, config["bucket"], prefix)]})
+                result(list_offsite())
             else:
                 result({"backups": [manifest_of(b) for b in complete_backups()]})
         elif args.command == "restore-prepare":
             result(restore_prepare(args.name, args.from_s3, Path(args.source),
-                                   args.source_stack or env("WEBSTACK_STACK"), args.verify_only))
+                                   args.source_stack or env("WEBSTACK_STACK"), args.verify_only, args.source_project))
         elif args.command == "switch":
             result(switch(args.scratch))
         elif args.command == "schedule":

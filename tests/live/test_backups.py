@@ -89,7 +89,8 @@ def test_1_the_first_deploy_has_nothing_to_back_up_and_the_schedule_runs_on_the_
     health = docker("inspect", "-f", "{{.State.Health.Status}}", f"{PREFIX}backup").stdout.strip()
     assert health == "healthy", health
     scheduled = [b for b in stack.backups() if b["reason"] == "scheduled"][0]
-    assert scheduled["stack"] == STACK and scheduled["database"] == {"name": "appdb", "user": "app"}
+    assert (scheduled["project"], scheduled["stack"]) == ("webstack", STACK)
+    assert scheduled["database"] == {"name": "appdb", "user": "app"}
     assert scheduled["postgresql"].startswith("15") and "public.notes" in scheduled["tables"]
     # Back to the default (daily 03:15): the tests below count on no backup appearing unasked.
     stack.up(**{"webstack:release": "r1"})
@@ -171,6 +172,30 @@ def test_6_renaming_the_database_of_a_stack_with_data_is_refused_with_the_way_to
     assert stack.api_ok() and sql("SELECT count(*) FROM notes") != "0"
     assert "shop" not in databases()
     stack.engine.configure({"webstack:release": "r2"})   # as the message says: the old values set back
+
+
+def test_6b_a_stopped_database_fails_the_update_before_anything_changes(stack):
+    """Issue 21: a stopped database only logged a warning, and an update that replaced it went on with no backup.
+    database.memoryMb alone replaces the database container (a new image): the update must stop first."""
+    container = docker("inspect", "-f", "{{.Id}}", DB).stdout.strip()
+    backends, taken = stack.containers("backend"), len(stack.backups())
+    docker("stop", DB)
+    try:
+        with pytest.raises(EngineFailed) as failed:
+            stack.up(**{"webstack:release": "r2", "webstack:database.memoryMb": 640})
+        message = failed.value.message
+        assert f"the database container {DB} exists but is exited, not running" in message, message[-3000:]
+        assert f"docker start {DB}" in message and "nothing was changed" in message, message[-3000:]
+        assert docker("inspect", "-f", "{{.Id}} {{.State.Status}}", DB).stdout.split() == [container, "exited"]
+        assert stack.containers("backend") == backends and len(stack.backups()) == taken
+    finally:
+        docker("start", DB)
+    stack.engine.configure({"webstack:release": "r2"})   # the refused memoryMb is not kept
+    deadline = time.monotonic() + 120
+    while docker("inspect", "-f", "{{.State.Health.Status}}", DB).stdout.strip() != "healthy":
+        assert time.monotonic() < deadline, docker("logs", DB, check=False).stderr[-2000:]
+        time.sleep(2)
+    assert stack.api_ok() and sql("SELECT count(*) FROM notes") != "0"
 
 
 def test_7_a_100_mb_database_is_backed_up_and_restored_within_two_minutes(stack):

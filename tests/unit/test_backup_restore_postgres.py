@@ -9,6 +9,7 @@ the socket path and /backups point into the temporary directory.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pwd
 import shutil
@@ -100,8 +101,9 @@ def tool(cluster, tmp_path, monkeypatch):
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "SOCKET", str(cluster))
     monkeypatch.setattr(module, "BACKUPS", tmp_path)
-    for key, value in {"WEBSTACK_STACK": "pgtest", "WEBSTACK_DB_NAME": "appdb", "WEBSTACK_DB_USER": "app",
-                       "WEBSTACK_KEEP": "3", "WEBSTACK_VOLUMES": "", "WEBSTACK_OFFSITE": ""}.items():
+    for key, value in {"WEBSTACK_PROJECT": "webstack", "WEBSTACK_STACK": "pgtest", "WEBSTACK_DB_NAME": "appdb",
+                       "WEBSTACK_DB_USER": "app", "WEBSTACK_KEEP_SCHEDULED": "3", "WEBSTACK_KEEP_PRE_DEPLOY": "3",
+                       "WEBSTACK_VOLUMES": "", "WEBSTACK_OFFSITE": ""}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("WEBSTACK_SIGNING_KEY", raising=False)
     return module
@@ -170,6 +172,25 @@ def test_pg_restore_prints_a_newline_in_a_name_as_a_space(tool, hostile_database
                              capture_output=True, text=True, check=True).stdout
     assert "TABLE DATA public new line app" in listing
     assert tool.table_data_entries(tool.BACKUPS / made["name"] / "database.dump") == len(HOSTILE) + 1
+
+
+def test_issue_21_a_backup_records_its_project_stack_and_kind_and_releases_push_out_only_pre_deploy_ones(
+        tool, hostile_database, monkeypatch):
+    """The real dump against PostgreSQL 15: its manifest names the project, the stack and the kind, and the
+    pruning after it keeps each kind by its own count (an older pre-deploy backup goes, the scheduled ones stay)."""
+    monkeypatch.setenv("WEBSTACK_KEEP_SCHEDULED", "2")
+    monkeypatch.setenv("WEBSTACK_KEEP_PRE_DEPLOY", "1")
+    older = {"20200101T000000Z-scheduled": "scheduled", "20200102T000000Z-scheduled": "scheduled",
+             "20200103T000000Z-pre-deploy": "pre-deploy"}
+    for name, reason in older.items():
+        (tool.BACKUPS / name).mkdir()
+        (tool.BACKUPS / name / "manifest.json").write_text(json.dumps({"name": name, "stack": "pgtest",
+                                                                       "reason": reason, "files": {}}))
+    made = tool.dump("pre-deploy")
+    manifest = tool.manifest_of(tool.BACKUPS / made["name"])
+    assert (manifest["project"], manifest["stack"], manifest["reason"]) == ("webstack", "pgtest", "pre-deploy")
+    assert made["name"].endswith("-pre-deploy") and made["removed"] == ["20200103T000000Z-pre-deploy"]
+    assert [b.name for b in tool.complete_backups()] == [*list(older)[:2], made["name"]]
 
 
 def teardown_module():

@@ -128,15 +128,18 @@ def test_the_pre_deploy_script_is_valid_sh_and_guards_the_identity(tmp_path):
     assert "docker run --rm --user 999:999" in script
 
 
-def fake_docker(tmp_path, env: str, running: str = "true", stdin_to: str = ""):
-    """A `docker` on PATH that answers inspect like a target with a running database, and records a run (or,
-    with stdin_to, what the run read on stdin)."""
+def fake_docker(tmp_path, env: str, status: str = "running", stdin_to: str = "", exists: bool = True):
+    """A `docker` on PATH that answers inspect like a target whose database container is in `status` (docker's
+    .State.Status; .State.Running is true for running, paused and restarting, as dockerd reports it), or has no
+    database container (exists=False), and records a run (or, with stdin_to, what the run read on stdin)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    running = "true" if status in ("running", "paused", "restarting") else "false"
+    inspect = (f"case \"$3\" in *State.Running*) echo {running};; *State.Status*) echo {status};; "
+               f"*Config.Image*) echo \"$DB_IMAGE\";; *) printf '{env}';; esac;;" if exists
+               else "echo 'Error: No such object' >&2; exit 1;;")
     (bin_dir / "docker").write_text(
-        "#!/bin/sh\ncase \"$1 $2\" in\n"
-        f"  \"inspect -f\") case \"$3\" in *Running*) echo {running};; *Config.Image*) echo \"$DB_IMAGE\";; "
-        f"*) printf '{env}';; esac;;\n"
+        f"#!/bin/sh\ncase \"$1 $2\" in\n  \"inspect -f\") {inspect}\n"
         + (f"  run*) cat > {tmp_path}/{stdin_to};;\nesac\n" if stdin_to else f"  run*) echo ran >> {tmp_path}/runs;;\nesac\n"))
     (bin_dir / "docker").chmod(0o755)
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
@@ -152,6 +155,45 @@ def test_the_pre_deploy_script_refuses_a_renamed_database_before_any_backup(tmp_
     assert not (tmp_path / "runs").exists()
     same = subprocess.run(["sh", "-c", pre_deploy_script(settings())], env=environment, capture_output=True, text=True)
     assert same.returncode == 0 and (tmp_path / "runs").read_text() == "ran\n", same.stderr
+
+
+IDENTITY = r"WEBSTACK_DB_NAME=appdb\nWEBSTACK_DB_USER=app\n"
+
+
+@pytest.mark.parametrize("status", ["exited", "created", "paused", "restarting", "dead"])
+def test_a_database_that_is_not_running_stops_the_update_before_anything_changes(tmp_path, status):
+    """Issue 21: a stopped database only logged a warning and the update went on to replace it, unbacked."""
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings())], env=fake_docker(tmp_path, IDENTITY, status),
+                          capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"the database container webstack-dev-db exists but is {status}, not running" in done.stderr
+    assert "The update stops here; nothing was changed" in done.stderr
+    for fix in ("docker start webstack-dev-db", "docker logs --tail 50 webstack-dev-db",
+                "python -m ops logs --stack dev database", "docker rm -f webstack-dev-db", "pulumi up --refresh"):
+        assert fix in done.stderr, fix
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_stopped_database_stops_a_rollback_that_keeps_its_image_too(tmp_path):
+    environment = {**fake_docker(tmp_path, IDENTITY, "exited"), "DB_IMAGE": "webstack-dev-db:d1"}
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings(), rollback=True)], env=environment,
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "exists but is exited" in done.stderr and "no backup needed" not in done.stdout
+
+
+def test_the_first_deploy_has_no_database_container_and_goes_on_without_a_backup(tmp_path):
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings())],
+                          env=fake_docker(tmp_path, IDENTITY, exists=False), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "no database container webstack-dev-db yet (first deploy): nothing to back up" in done.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_identity_guard_speaks_first_even_when_the_database_is_stopped(tmp_path):
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings({"name": "shop"}))],
+                          env=fake_docker(tmp_path, IDENTITY, "exited"), capture_output=True, text=True)
+    assert done.returncode == 1 and "holds data as database 'appdb', role 'app'" in done.stderr
+    assert "not running" not in done.stderr
 
 
 def test_a_rollback_that_keeps_the_database_image_takes_no_backup_and_anything_else_does(tmp_path):
@@ -259,16 +301,21 @@ def tool(tmp_path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "BACKUPS", tmp_path)
+    monkeypatch.setenv("WEBSTACK_PROJECT", "webstack")   # the job runs as stack dev of project webstack
+    monkeypatch.setenv("WEBSTACK_STACK", "dev")
     return module
 
 
-def make_backup(tool, name: str, content: bytes = b"PGDMP dump") -> None:
+def make_backup(tool, name: str, content: bytes = b"PGDMP dump", stack: str = "dev",
+                project: str | None = "webstack") -> None:
+    """A complete backup as dump() writes it; project=None: a manifest from before manifests named the project."""
     directory = tool.BACKUPS / name
     directory.mkdir()
     (directory / "database.dump").write_bytes(content)
     entry = {"size": len(content), "sha256": tool.sha256_of(directory / "database.dump")}
-    (directory / "manifest.json").write_text(json.dumps({"name": name, "files": {"database.dump": entry},
-                                                        "size": len(content), "sha256": entry["sha256"]}))
+    (directory / "manifest.json").write_text(json.dumps({
+        "name": name, "stack": stack, **({"project": project} if project else {}), "reason": name.split("-", 1)[1],
+        "files": {"database.dump": entry}, "size": len(content), "sha256": entry["sha256"]}))
 
 
 def test_the_schedule_forms_give_the_next_run_in_utc(tool):
@@ -295,9 +342,9 @@ def test_retention_removes_the_oldest_complete_backups_and_never_the_last(tool):
     for name in names:
         make_backup(tool, name)
     (tool.BACKUPS / ".partial-20260106T000000Z-manual").mkdir()    # incomplete: not counted, not restorable
-    assert tool.prune(3) == names[:2]
+    assert tool.prune({"scheduled": 3, "pre-deploy": 5}) == names[:2]
     assert [b.name for b in tool.complete_backups()] == names[2:]
-    assert tool.prune(0) == names[2:4]    # 0 is treated as 1: the newest good backup always stays
+    assert tool.prune({"scheduled": 0, "pre-deploy": 0}) == names[2:4]    # 0 is 1: the newest always stays
     assert [b.name for b in tool.complete_backups()] == names[4:]
 
 
@@ -397,6 +444,10 @@ class FakeBucket:
     def download_fileobj(self, bucket, key, handle):
         handle.write(self.objects[key])
 
+    def delete_objects(self, Bucket, Delete):
+        for item in Delete["Objects"]:
+            del self.objects[item["Key"]]
+
     def download_file(self, bucket, key, path):   # what the code before issue 19 called
         with open(path, "wb") as handle:
             handle.write(self.objects[key])
@@ -407,21 +458,28 @@ FETCHED = "20260102T000000Z-manual"
 SIGNING_KEY = "s" * 48
 
 
+OURS, LEGACY = "webstack/webstack/dev/", "webstack/dev/"   # <prefix>/<project>/<stack>/, and the layout before it
+
+
 def bucket(tool, monkeypatch, files: dict[str, bytes], key: str | None = SIGNING_KEY, stack: str = "dev",
-           name: str = FETCHED) -> FakeBucket:
-    """Stack dev's offsite prefix holding one backup whose manifest lists `files`, signed with `key`."""
+           name: str = FETCHED, project: str | None = "webstack", where: str = OURS,
+           into: FakeBucket | None = None) -> FakeBucket:
+    """A bucket holding, under `where` (default stack dev's prefix), one backup whose manifest names `project`
+    (None: a manifest from before they named it) and `stack` and lists `files`, signed with `key`."""
     import hashlib
     import hmac
 
-    prefix = f"webstack/dev/{name}/"
-    manifest = json.dumps({"name": name, "stack": stack, "size": 1, "sha256": "0" * 64, "files": {
+    prefix = f"{where}{name}/"
+    manifest = json.dumps({"name": name, "stack": stack, **({"project": project} if project else {}), "size": 1,
+                           "sha256": "0" * 64, "files": {
         relative: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for relative, data in files.items()
     }}).encode()
     objects = {prefix + "database.dump": b"PGDMP good", prefix + "manifest.json": manifest}
     objects.update({prefix + relative: data for relative, data in files.items()})
     if key:
         objects[prefix + "manifest.hmac"] = hmac.new(key.encode(), manifest, hashlib.sha256).hexdigest().encode()
-    fake = FakeBucket(objects)
+    fake = into or FakeBucket({})
+    fake.objects.update(objects)
     monkeypatch.setenv("WEBSTACK_OFFSITE", json.dumps({"bucket": "b-1", "prefix": "webstack"}))
     monkeypatch.setenv("WEBSTACK_SIGNING_KEY", SIGNING_KEY)
     monkeypatch.setattr(tool, "s3_client", lambda config: fake)
@@ -436,7 +494,7 @@ def test_finding_5_a_manifest_naming_paths_outside_the_backup_area_is_refused_be
                      "volumes/x.tar/../../x"):
         bucket(tool, monkeypatch, {"database.dump": b"PGDMP good", relative: b"PGDMP evil"})
         with pytest.raises(tool.Refused, match="names the file .* refused and nothing was changed"):
-            tool.fetch(FETCHED, "dev")
+            tool.fetch(FETCHED, "webstack", "dev")
         assert (tool.BACKUPS / GOOD / "database.dump").read_bytes() == b"PGDMP the good one"
         assert not outside.exists() and not (tool.BACKUPS / f".incoming-{FETCHED}").exists()
 
@@ -448,19 +506,24 @@ def test_finding_5_a_manifest_naming_paths_outside_the_backup_area_is_refused_be
 def test_finding_5_an_offsite_backup_without_this_stacks_signature_is_refused(tool, monkeypatch, signed_with, message):
     bucket(tool, monkeypatch, {"database.dump": b"PGDMP good"}, key=signed_with)
     with pytest.raises(tool.Refused, match=message):
-        tool.fetch(FETCHED, "dev")
+        tool.fetch(FETCHED, "webstack", "dev")
     assert not (tool.BACKUPS / f".incoming-{FETCHED}").exists()
 
 
 def test_finding_5_a_signed_manifest_of_another_backup_or_stack_is_refused(tool, monkeypatch):
     bucket(tool, monkeypatch, {"database.dump": b"PGDMP good"}, stack="prod")
+    with pytest.raises(tool.Refused, match="is of stack 'prod' of project 'webstack'.* Refused, nothing was changed"):
+        tool.fetch(FETCHED, "webstack", "dev")
+    fake = bucket(tool, monkeypatch, {"database.dump": b"PGDMP good"})
+    for key in list(fake.objects):   # a validly signed manifest of FETCHED, copied under another backup's name
+        fake.objects[key.replace(FETCHED, GOOD)] = fake.objects[key]
     with pytest.raises(tool.Refused, match="describes another backup"):
-        tool.fetch(FETCHED, "dev")
+        tool.fetch(GOOD, "webstack", "dev")
 
 
 def test_finding_5_a_signed_offsite_backup_is_fetched_and_verifies(tool, monkeypatch):
     bucket(tool, monkeypatch, {"database.dump": b"PGDMP good", "volumes/uploads.tar": b"tar"})
-    incoming = tool.fetch(None, "dev")
+    incoming = tool.fetch(None, "webstack", "dev")
     assert incoming == tool.BACKUPS / f".incoming-{FETCHED}"
     assert tool.verify(incoming)["name"] == FETCHED and (incoming / "manifest.hmac").is_file()
 

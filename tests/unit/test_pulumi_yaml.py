@@ -19,7 +19,7 @@ def test_every_setting_is_documented_with_type_and_description():
 
 
 def test_pulumi_yaml_defaults_equal_the_program_defaults():
-    defaults = Settings(stack="s", projectDir=PROJECT_DIR, release="r")
+    defaults = Settings(stack="s", project="webstack", projectDir=PROJECT_DIR, release="r")
     for key, spec in PROJECT["config"].items():
         if "default" not in spec or key == "release":   # empty means "the git commit" (test_git_release.py)
             continue

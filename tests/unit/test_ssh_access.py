@@ -24,7 +24,8 @@ def ssh_settings(project: Path, stack: str = "prod"):
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    """A project folder with the build contexts the settings check for."""
+    """A project folder with its Pulumi.yaml (the project's name) and the build contexts the settings check for."""
+    (tmp_path / "Pulumi.yaml").write_text("name: webstack\nruntime: python\n")
     for context in ("containers/backend", "containers/web"):
         (tmp_path / context).mkdir(parents=True)
         (tmp_path / context / "Dockerfile").write_text("FROM scratch\n")
