@@ -80,12 +80,19 @@ def job_secrets(settings: Settings, signing_key: Optional[str]) -> Optional[dict
     return {**(offsite_credentials(settings) or {}), "signingKey": signing_key}
 
 
+def pre_deploy_job_name(settings: Settings) -> str:
+    return f"{settings.name_prefix}-backup-pre-deploy"
+
+
 def run_args(settings: Settings, image: str, command: Sequence[str], *, volumes: Sequence[str] = (),
-             credentials_on_stdin: bool = False, source_stack: Optional[str] = None) -> list[str]:
+             credentials_on_stdin: bool = False, source_stack: Optional[str] = None,
+             name: Optional[str] = None) -> list[str]:
     """`docker run` arguments of a one-off job (`docker` itself excluded). credentials_on_stdin: the job reads
     its S3 credentials as JSON from stdin (`-i`), so they are in no argument, environment or log.
-    source_stack: another stack's backups volume, mounted read-only at /source (a restore from it)."""
-    args = ["run", "--rm", "--user", f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
+    source_stack: another stack's backups volume, mounted read-only at /source (a restore from it).
+    name: the job container's name, so that a job past its timeout can be removed (its `docker run` client
+    stopping does not stop it)."""
+    args = ["run", "--rm", *(["--name", name] if name else []), "--user", f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
             "--group-add", str(contract.DBSOCK_GID), "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--memory", f"{MEMORY_MB}m",
             "--memory-swap", f"{MEMORY_MB}m", "--pids-limit", str(PIDS_LIMIT), "--network", network(settings),

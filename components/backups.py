@@ -41,6 +41,22 @@ class BackupsArgs:
 SIGNING_KEY_LENGTH = 48
 
 
+def pre_deploy_script(settings: Settings, image: str, *, database_image: str, volumes: Sequence[str] = ()) -> str:
+    """The pre-deploy backup (templates/host/backup-pre-deploy.sh.j2) for the job image `image`; an offsite job
+    reads its credentials on stdin (backup-pre-deploy-secrets.sh.j2 wraps it)."""
+    database = settings.database
+    offsite = database.offsite is not None
+    command = ["dump", "--reason", "pre-deploy"] + (["--credentials-stdin"] if offsite else [])
+    job = backup_job.pre_deploy_job_name(settings)
+    return rendering.render(
+        "host/backup-pre-deploy.sh.j2", stack=settings.stack, db_container=backup_job.database_container(settings),
+        db_name=database.name, db_user=database.user, backups_volume=backup_job.backups_volume(settings),
+        rollback=settings.pinned_images is not None, release=settings.release, db_image=database_image,
+        job=job, timeout_seconds=database.backups.timeoutSeconds,
+        run_args=backup_job.run_args(settings, image, command, volumes=volumes, credentials_on_stdin=offsite,
+                                     name=job))
+
+
 class Backups(pulumi.ComponentResource):
     """The backups volume, the pre-deploy backup, the schedule, and the stack's key that signs offsite manifests
     (a restore from S3 accepts only backups signed with it; `python -m ops` reads it from the stack's output
@@ -74,12 +90,7 @@ class Backups(pulumi.ComponentResource):
         offsite = database.offsite is not None
 
         image = args.image_ref
-        command = ["dump", "--reason", "pre-deploy"] + (["--credentials-stdin"] if offsite else [])
-        body = rendering.render(
-            "host/backup-pre-deploy.sh.j2", stack=settings.stack, db_container=backup_job.database_container(settings),
-            db_name=database.name, db_user=database.user, backups_volume=backup_job.backups_volume(settings),
-            rollback=settings.pinned_images is not None, release=settings.release, db_image=args.database_image,
-            run_args=backup_job.run_args(settings, image, command, volumes=args.volumes, credentials_on_stdin=offsite))
+        body = pre_deploy_script(settings, image, database_image=args.database_image, volumes=args.volumes)
         # The job's secrets travel in the (secret) script, not in a secret stdin: see backup-pre-deploy-secrets.sh.j2.
         script: pulumi.Input[str] = body
         if offsite:

@@ -57,6 +57,11 @@ HSTS = "max-age=63072000; includeSubDomains"
 WRITE_RATE_LIMIT = {"rate": "10r/s", "burst": 20}
 
 
+# Retry-After on every 503: a database replacement pauses the API for a few seconds (measured in
+# tests/live/test_interruptions.py), and the edge's own 503 page is about as short-lived.
+RETRY_AFTER_SECONDS = 5
+
+
 def security_headers(tls: bool) -> dict[str, str]:
     """The headers the edge adds to every response. `upgrade-insecure-requests` would break plain-HTTP stacks."""
     csp = "default-src 'self'; form-action 'self'; base-uri 'self'; object-src 'none'; frame-ancestors 'none'"
@@ -128,6 +133,7 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
         http_port=contract.EDGE_HTTP_PORT, https_port=contract.EDGE_HTTPS_PORT,
         https_port_suffix="" if settings.httpsPort == 443 else f":{settings.httpsPort}",
         tls_dir=tls_dir, acme_webroot=contract.ACME_WEBROOT if acme else None, writes=WRITE_RATE_LIMIT,
+        retry_after_seconds=RETRY_AFTER_SECONDS,
         ssl_ciphers=MOZILLA_INTERMEDIATE_CIPHERS,
         ocsp_stapling=settings.tls.ocspStapling, edge_health_path=contract.EDGE_HEALTH_PATH,
         backend_prefix=settings.backend_prefix, strip_prefix=settings.backend.stripPrefix)

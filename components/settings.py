@@ -250,6 +250,9 @@ class BackupRetention(Model):
 
     keepScheduled: int = Field(7, ge=1, le=365)
     keepPreDeploy: int = Field(5, ge=1, le=365)
+    # A backup or restore job that runs longer is stopped and fails (the pre-deploy backup fails the update before
+    # anything changes; `python -m ops` reports it): nothing waits forever (issue 20).
+    timeoutSeconds: int = Field(3600, ge=60, le=86400)
 
 
 class Database(Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets as secrets_module
 import subprocess
 import sys
 import time
@@ -43,10 +44,13 @@ def backups_output(stack: auto.Stack) -> dict:
 
 
 def job(target: Target, backups: dict, command: Sequence[str], *, source_stack: Optional[str] = None,
-        signing_key: Optional[str] = None, timeout: float = 3600) -> dict:
+        signing_key: Optional[str] = None) -> dict:
     """Runs `webstack-backup COMMAND` on the target; its progress passes through to stderr; returns its RESULT.
-    signing_key: another stack's key (a restore of that stack's offsite backup); default this stack's."""
+    signing_key: another stack's key (a restore of that stack's offsite backup); default this stack's.
+    Past database.backups.timeoutSeconds the job's container is removed and the command fails."""
     settings: Settings = target.settings
+    timeout = settings.database.backups.timeoutSeconds
+    name = f"{settings.name_prefix}-backup-job-{secrets_module.token_hex(4)}"
     key = signing_key or backups.get("signingKey")
     if settings.database.offsite is not None and not key:
         raise OpsError(f"stack {settings.stack} has no backupSigningKey output yet, and offsite backups are signed "
@@ -55,14 +59,16 @@ def job(target: Target, backups: dict, command: Sequence[str], *, source_stack: 
     args = backup_job.run_args(settings, backups["image"],
                                [*command, *(["--credentials-stdin"] if secrets else [])],
                                volumes=backups.get("appVolumes", []), credentials_on_stdin=bool(secrets),
-                               source_stack=source_stack)
+                               source_stack=source_stack, name=name)
     process = subprocess.Popen(target.command(args), stdin=subprocess.PIPE if secrets else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, text=True)
     try:
         out, _ = process.communicate(json.dumps(secrets) if secrets else None, timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        raise OpsError(f"the backup job did not finish within {timeout:.0f}s") from None
+        target.docker("rm", "-f", name)   # the client's end does not stop the job
+        raise OpsError(f"the backup job `{' '.join(command[:1])}` did not finish within {timeout} s "
+                       "(database.backups.timeoutSeconds), so it was stopped; nothing was switched") from None
     results = [line[len("RESULT "):] for line in out.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not results:
         raise OpsError(f"the backup job on the target failed (exit code {process.returncode}); its message is above")

@@ -29,6 +29,15 @@ class LoadReport:
     ok: int = 0
     failures_by_kind: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # When failures happened (monotonic seconds) and, per HTTP status, the Retry-After values answered with it.
+    first_failure: Optional[float] = None
+    last_failure: Optional[float] = None
+    retry_after: dict[str, set] = field(default_factory=dict)
+
+    @property
+    def failure_window(self) -> float:
+        """Seconds from the first failure to the last: how long the service paused."""
+        return (self.last_failure - self.first_failure) if self.first_failure is not None else 0.0
 
     @property
     def failed(self) -> int:
@@ -115,12 +124,18 @@ class Load:
                     kind = f"http_{response.status}"
         except Exception as exc:  # noqa: BLE001 - every failure is counted by its kind
             kind = _kind(exc)
+            if kind and isinstance(exc, urllib.error.HTTPError):
+                with self._lock:
+                    self._report.retry_after.setdefault(kind, set()).add(exc.headers.get("Retry-After"))
         with self._lock:
             self._report.total += 1
             if kind is None:
                 self._report.ok += 1
             else:
                 self._report.failures_by_kind[kind] = self._report.failures_by_kind.get(kind, 0) + 1
+                now = time.monotonic()
+                self._report.first_failure = self._report.first_failure or now
+                self._report.last_failure = now
 
     def _schedule(self) -> None:
         started, sent = time.monotonic(), 0

@@ -7,6 +7,9 @@ edge created beside the old), `pulumi up` is killed with SIGKILL (its whole proc
 and the providers, as a cancelled CI job is). Then, as a user would: `pulumi up` fails naming `pulumi cancel`,
 `pulumi cancel`, and one `pulumi up` completes the update. Throughout: zero failed requests, each a new TLS
 connection; afterwards the stack's containers on the engine are exactly those the stack's outputs name.
+
+Then, uninterrupted: an edge upgrade at 200 requests/s drops none, and a database container replacement pauses
+the API (503 with Retry-After, never a 502) for a time that is measured and bounded.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from typing import Callable, Optional
 import pytest
 
 from ops.stack import TOOLCHAIN_BIN
-from tests.live.loadgen import stop_all
+from tests.live.loadgen import Load, stop_all
 from tests.live.test_scenarios import LiveStack, deployed
 
 pytestmark = pytest.mark.live
 STACK = "intrtest"
 KILL_DEADLINE_SECONDS = 300
+EDGE_UPGRADE_RPS = 200   # issue 20: an edge upgrade at >= 200 requests/s, each a new TLS connection
 
 
 class InterruptedStack(LiveStack):
@@ -119,6 +123,7 @@ RELEASE_KILL_POINTS = [
     KillPoint("edge switch", output=r"edge-switch (updating|replacing|creating)"),
     KillPoint("deletes of the previous release", output=r"backend-\S+ deleting"),
 ]
+LAST_RELEASE = {"webstack:release": f"r{len(RELEASE_KILL_POINTS) + 1}"}   # the edge drills keep the release
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +174,8 @@ def test_2_sigkill_at_any_point_of_a_release_then_cancel_and_one_up_completes_it
 
 
 def test_3_sigkill_during_an_edge_replacement_then_cancel_and_one_up_with_no_failed_request(stack):
-    nginx_conf = stack.engine.work_dir / "containers" / "edge" / "nginx.conf"
-    nginx_conf.write_text(nginx_conf.read_text() + "# an edge upgrade (tests/live/test_interruptions.py)\n")
-    release = {"webstack:release": f"r{len(RELEASE_KILL_POINTS) + 1}"}
+    edge_upgrade(stack, "an edge upgrade")
+    release = LAST_RELEASE
     before = stack.containers("edge")
     loads = stack.load()
     try:
@@ -185,3 +189,46 @@ def test_3_sigkill_during_an_edge_replacement_then_cancel_and_one_up_with_no_fai
     assert load.failed == 0, load.detail
     assert stack.engine_containers() == outputs_containers(result.outputs)
     assert stack.containers("edge") == [result.outputs["containers"]["edge"]] != before
+
+
+def edge_upgrade(stack: InterruptedStack, marker: str) -> None:
+    """A change to containers/edge, as every webstack upgrade and each weekly base-image refresh brings."""
+    nginx_conf = stack.engine.work_dir / "containers" / "edge" / "nginx.conf"
+    nginx_conf.write_text(nginx_conf.read_text() + f"# {marker} (tests/live/test_interruptions.py)\n")
+
+
+def test_4_an_edge_upgrade_at_200_requests_per_second_drops_none(stack):
+    edge_upgrade(stack, "a second edge upgrade")
+    before = stack.containers("edge")
+    loads = (Load(stack.url + "/", EDGE_UPGRADE_RPS * 0.8, 300).start(),
+             Load(stack.url + "/api/notes", EDGE_UPGRADE_RPS * 0.2, 300).start())
+    try:
+        result = stack.up(**LAST_RELEASE)
+    finally:
+        load = stop_all(loads)
+    stack.figures["edge upgrade at 200 requests/s"] = \
+        f"up {result.seconds:.1f}s; {load.total} requests, {load.failed} failed ({load.detail})"
+    assert "webstack-intrtest-edge" in {name.rsplit("::", 1)[-1] for op, name in result.steps if op == "replace"}, \
+        result.steps
+    assert stack.containers("edge") == [result.outputs["containers"]["edge"]] != before
+    assert load.failed == 0, load.detail
+    assert load.total / (result.seconds + 2) >= EDGE_UPGRADE_RPS * 0.9
+
+
+def test_5_a_database_replacement_pauses_the_api_with_503_and_retry_after_never_502(stack):
+    api = Load(stack.url + "/api/notes", 50, 300).start()
+    page = Load(stack.url + "/", 50, 300).start()
+    try:
+        # memoryMb sizes postgresql.conf, built into the database image: a new image, a new container.
+        result = stack.up(**LAST_RELEASE, **{"webstack:database.memoryMb": 320})
+    finally:
+        time.sleep(2)
+        api_report, page_report = api.stop(), page.stop()
+    assert "database-postgres" in {urn.rsplit("::", 1)[-1] for op, urn in result.steps if op == "replace"}
+    stack.figures["database replacement"] = (
+        f"up {result.seconds:.1f}s; API paused {api_report.failure_window:.1f}s ({api_report}); page: {page_report}")
+    assert page_report.failed == 0, page_report
+    assert set(api_report.failures_by_kind) <= {"http_503"}, api_report   # never a 502, a reset or a timeout
+    if api_report.failed:
+        assert api_report.retry_after == {"http_503": {"5"}}, api_report.retry_after
+    assert api_report.failure_window < 30, api_report

@@ -223,3 +223,23 @@ def test_6_ops_run_on_the_remote_host_writes_over_the_socket_and_passes_the_exit
     assert "written by ops run over ssh" in stack.notes()
     assert not stack.running("run")
 
+
+
+def test_7_an_edge_upgrade_on_the_remote_host_at_200_requests_per_second_drops_none(stack):
+    """Issue 20: a change to containers/edge (a webstack upgrade, the weekly base refresh) replaces the edge
+    beside the serving one on the host (components/edge.py): not one of 200 requests/s fails."""
+    nginx_conf = stack.engine.work_dir / "containers" / "edge" / "nginx.conf"
+    nginx_conf.write_text(nginx_conf.read_text() + "# an edge upgrade (tests/live/test_remote_scenarios.py)\n")
+    before = stack.running("edge")
+    allowed = [stack.host.ip]
+    loads = [Load(f"https://{stack.host.ip}{path}", rps, 600, allowed_hosts=allowed, host_header=DOMAIN).start()
+             for path, rps in (("/", 160), ("/api/notes", 40))]
+    try:
+        result = stack.up(**{"webstack:release": "1.0.0"})
+    finally:
+        load = stop_all(loads)
+    FIGURES["edge upgrade at 200 requests/s"] = f"{result.seconds:.1f}s; {load.detail}"
+    assert f"webstack-{STACK}-edge" in result.names("replace"), result.steps
+    assert stack.running("edge") == [result.outputs["containers"]["edge"]] != before
+    assert load.failed == 0, load.detail
+    assert load.total / (result.seconds + 2) >= 180

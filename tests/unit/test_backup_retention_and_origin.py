@@ -23,7 +23,8 @@ from tests.unit.test_backups import (FETCHED, GOOD, LEGACY, OURS, SIGNING_KEY, F
 
 
 def test_each_kind_has_its_own_count_seven_scheduled_and_five_pre_deploy_by_default():
-    assert settings().database.backups.model_dump() == {"keepScheduled": 7, "keepPreDeploy": 5}
+    assert settings().database.backups.model_dump() == {"keepScheduled": 7, "keepPreDeploy": 5,
+                                                           "timeoutSeconds": 3600}
     kept = settings({"backups": {"keepScheduled": 30, "keepPreDeploy": 2}}).database.backups
     assert (kept.keepScheduled, kept.keepPreDeploy) == (30, 2)
 

@@ -7,10 +7,11 @@ import datetime as dt
 import importlib.util
 import json
 import subprocess
+import time
 
 import pytest
 
-from components import backup_job, rendering
+from components import backups, backup_job, rendering
 from components.settings_loader import ConfigError, load_settings
 from tests.program import is_secret, run_program
 from tests.stack_config import PROJECT_DIR
@@ -113,10 +114,10 @@ def test_finding_12_plain_http_is_refused_for_an_endpoint_off_the_target():
 
 
 def pre_deploy_script(s, rollback: bool = False) -> str:
-    run = backup_job.run_args(s, "webstack-dev-backup:abc", ["dump", "--reason", "pre-deploy"])
-    return rendering.render("host/backup-pre-deploy.sh.j2", stack=s.stack, db_container="webstack-dev-db",
-                            db_name=s.database.name, db_user=s.database.user, backups_volume="webstack-dev-backups",
-                            run_args=run, rollback=rollback, release=s.release, db_image="webstack-dev-db:d1")
+    if rollback:   # python -m ops rollback pins the release's images
+        s = load_settings({"release": s.release, "images": {"pinned": {
+            "release": s.release, "backend": "sha256:" + "a" * 64, "web": "sha256:" + "b" * 64}}}, set(), "dev", PROJECT_DIR)
+    return backups.pre_deploy_script(s, "webstack-dev-backup:abc", database_image="webstack-dev-db:d1")
 
 
 def test_the_pre_deploy_script_is_valid_sh_and_guards_the_identity(tmp_path):
@@ -125,7 +126,7 @@ def test_the_pre_deploy_script_is_valid_sh_and_guards_the_identity(tmp_path):
     path.write_text(script)
     assert subprocess.run(["sh", "-n", str(path)], capture_output=True).returncode == 0
     assert "[ \"$old_name\" != shop ]" in script
-    assert "docker run --rm --user 999:999" in script
+    assert "docker run --rm --name webstack-dev-backup-pre-deploy --user 999:999" in script
 
 
 def fake_docker(tmp_path, env: str, status: str = "running", stdin_to: str = "", exists: bool = True):
@@ -273,11 +274,8 @@ def test_finding_11_the_identity_guard_speaks_and_the_job_reads_its_secrets_from
     secrets = backup_job.job_secrets(s, "k" * 48)
 
     def launcher(name: str) -> str:
-        run = backup_job.run_args(s, "webstack-dev-backup:abc", ["dump", "--credentials-stdin"],
-                                  credentials_on_stdin=True)
-        body = rendering.render("host/backup-pre-deploy.sh.j2", stack=s.stack, db_container="webstack-dev-db",
-                                db_name=name, db_user="app", backups_volume="webstack-dev-backups", run_args=run,
-                                rollback=False, release=s.release, db_image="webstack-dev-db:d1")
+        named = settings({"name": name, "offsite": {**OFFSITE, **KEYS}}, secret=True)
+        body = backups.pre_deploy_script(named, "webstack-dev-backup:abc", database_image="webstack-dev-db:d1")
         return rendering.render("host/backup-pre-deploy-secrets.sh.j2", body=body, secrets_json=json.dumps(secrets))
 
     environment = fake_docker(tmp_path, r"WEBSTACK_DB_NAME=appdb\nWEBSTACK_DB_USER=app\n", stdin_to="runs")
@@ -572,3 +570,28 @@ def test_a_change_that_replaces_only_the_database_container_takes_a_backup_first
 def test_the_database_image_is_a_trigger_of_the_pre_deploy_backup(dev):
     image = dev.named("images-db").inputs["name"]
     assert image in dev.named("backups-pre-deploy").inputs["triggers"]
+
+
+def test_a_pre_deploy_backup_past_its_timeout_is_stopped_and_fails_the_update_with_the_setting_named(tmp_path):
+    """Issue 20: nothing waits forever. The job's `docker run` never ends here; the script stops it at
+    database.backups.timeoutSeconds, removes its container by name and fails before anything changes."""
+    environment = fake_docker(tmp_path, IDENTITY)
+    docker = tmp_path / "bin" / "docker"
+    docker.write_text(docker.read_text().replace("  run*)", "  run*) sleep 30;;\n  zz*)")
+                      .replace("#!/bin/sh\n", f"#!/bin/sh\necho \"$*\" >> {tmp_path}/calls\n"))
+    s = settings()
+    script = pre_deploy_script(s).replace(f"timeout {s.database.backups.timeoutSeconds} docker", "timeout 1 docker")
+    started = time.monotonic()
+    done = subprocess.run(["sh", "-c", script], env=environment, capture_output=True, text=True, timeout=20)
+    assert time.monotonic() - started < 10
+    assert done.returncode == 1
+    assert "did not finish within" in done.stderr and "database.backups.timeoutSeconds" in done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    job = backup_job.pre_deploy_job_name(s)
+    assert calls[-1] == f"rm -f {job}" and any(c.startswith(f"run --rm --name {job} ") for c in calls)
+    assert calls.index(f"rm -f {job}") < next(i for i, c in enumerate(calls) if c.startswith("run "))   # a leftover goes first
+
+
+def test_the_pre_deploy_timeout_is_the_setting():
+    assert "timeout 900 docker run --rm --name webstack-dev-backup-pre-deploy " in pre_deploy_script(
+        settings({"backups": {"timeoutSeconds": 900}}))

@@ -144,3 +144,14 @@ def test_finding_12_the_frontends_directory_redirects_name_a_path_and_no_interna
     conf = (PROJECT_DIR / "containers" / "web" / "nginx.conf").read_text()
     server = conf.split("server {")[1]
     assert "absolute_redirect off;" in server
+
+
+@pytest.mark.parametrize("tls", ["off", "self-signed"])
+def test_every_503_tells_the_client_when_to_retry_and_no_other_answer_does(tls):
+    text = site(tls)
+    mapping = text.split("map $status $webstack_retry_after {")[1].split("}")[0]
+    assert dict(line.strip().rstrip(";").split(None, 1) for line in mapping.strip().splitlines()) == \
+        {"default": '""', "503": f'"{rendering.RETRY_AFTER_SECONDS}"'}
+    # Every level that adds headers adds it (add_header is inherited only by levels with none of their own).
+    assert text.count("add_header Retry-After $webstack_retry_after always;") == \
+        text.count('add_header X-Content-Type-Options "nosniff" always;')
