@@ -1,9 +1,10 @@
 """`python -m ops restore --stack NAME [--name BACKUP | --latest] [--from-s3] [--from-stack [PROJECT/]OTHER] [--verify]`
 
 Restores a backup: its checksums are verified first (a corrupted backup is refused before anything changes),
-it is restored into a fresh database and checked (`pg_restore --list`, a row count per table), then the
-backends are stopped (drained: gunicorn finishes the requests it has), the fresh database takes the stack's
-database name, the previous one is kept as <name>_pre_restore_<time>, and the backends start again.
+it is restored into a fresh database and checked (`pg_restore --list`, a row count per table), then the fresh
+database takes the stack's database name in one transaction (new sessions refused meanwhile, open ones ended),
+the previous one is kept as <name>_pre_restore_<time>, and the backends, which keep running, reconnect. So an
+interrupted restore leaves the app serving, old data or new, and a rerun finishes it.
 --verify is a restore drill: the fresh database is checked and dropped; nothing else changes.
 A backup's manifest names its project and stack: the job refuses one that is not of the stack it expects (this one,
 or the one --from-stack names).
@@ -22,29 +23,9 @@ from ops.errors import OpsError
 from ops.target import Target, running, settings_of
 
 HEALTHY_WITHIN_SECONDS = 120
-# Run in the edge: reload nginx and wait (at most 10 s) until every worker is a new one. A restarted backend may
-# get a new address on the app network, and nginx resolves upstream names when it loads its configuration.
-# /proc because the edge has no procps (containers/edge/apply.sh waits the same way).
-EDGE_RELOAD = r"""
-workers() { master=$(cat /tmp/nginx.pid); for p in /proc/[0-9]*; do
-  [ "$(cut -d' ' -f4 "$p/stat" 2>/dev/null)" = "$master" ] || continue
-  [ "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" = "nginx: worker process " ] && echo "${p#/proc/}"; done; return 0; }
-old=" $(workers | tr '\n' ' ') "
-nginx -s reload || exit 1
-i=0
-while [ $i -lt 100 ]; do
-  now=$(workers); fresh=yes
-  for p in $now; do case "$old" in *" $p "*) fresh=no ;; esac; done
-  [ -n "$now" ] && [ $fresh = yes ] && exit 0
-  i=$((i + 1)); sleep 0.1
-done
-exit 1
-"""
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("restore", help="restore a backup (checksum verified, then switched with the backends "
-                                            "stopped), or --verify it into a scratch database")
+    parser = sub.add_parser("restore", help="restore a backup (checksum verified, then switched while the backends "
+                                            "keep running), or --verify it into a scratch database")
     parser.add_argument("--stack", required=True)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--name", help="the backup's name, as `python -m ops backup --list` shows it")
@@ -63,12 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def running_of(target: Target, role: str) -> list[str]:
-    return [c["Name"].lstrip("/") for c in running(target.containers(), role)]
-
-
 def running_backends(target: Target) -> list[str]:
-    return running_of(target, "backend")
+    return [c["Name"].lstrip("/") for c in running(target.containers(), "backend")]
 
 
 def wait_healthy(target: Target, names: list[str]) -> None:
@@ -154,19 +131,12 @@ def run(args: argparse.Namespace) -> int:
     if args.verify:
         print("verify mode: the scratch database was dropped; the stack's data is unchanged")
         return 0
+    # The backends keep running (containers/backup's switch): interrupted anywhere, the app keeps serving.
+    switched = job(target, backups, ["switch", "--scratch", prepared["scratch"]])
     backends = running_backends(target)
-    print(f"stopping the backends ({', '.join(backends) or 'none running'}) to switch databases", flush=True)
     if backends:
-        target.docker("stop", "-t", "30", *backends, timeout=120)
-    try:
-        switched = job(target, backups, ["switch", "--scratch", prepared["scratch"]])
-    finally:
-        if backends:
-            target.docker("start", *backends)
-            wait_healthy(target, backends)
-            for edge in running_of(target, "edge"):   # one, or two while an edge upgrade is under way
-                target.docker("exec", edge, "sh", "-c", EDGE_RELOAD)
-            print("backends started and healthy; the edge reloaded (it resolves their addresses again)", flush=True)
+        wait_healthy(target, backends)
+        print(f"the backends ({', '.join(backends)}) serve the restored data", flush=True)
     print(f"restored backup {prepared['backup']} into database {database} in {time.monotonic() - started:.1f}s")
     if switched.get("previous"):
         print(f"the previous data is kept as database {switched['previous']}; once you no longer need it: "

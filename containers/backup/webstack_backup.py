@@ -675,7 +675,10 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
 def switch(scratch: str) -> dict:
     """Makes `scratch` the stack's database; the current one is kept as <name>_pre_restore_<time>.
 
-    The backends are stopped by the caller; sessions still open on either database are ended first."""
+    The backends keep running, so a restore interrupted at any point leaves the app serving (the old data, or the
+    new): new sessions are refused while the names change (a request then gets the app's 503), open ones are
+    ended, both renames and the re-opening commit together, and the backends reconnect as after a database
+    restart. The previous data stays closed to connections (ALTER DATABASE ... ALLOW_CONNECTIONS true to look)."""
     database = db_name()
     if not re.fullmatch(rf"{re.escape(database[:36])}_restore_(\d{{14}})", scratch):
         raise Refused(f"{scratch!r} is not a restore database of {database}")
@@ -684,18 +687,29 @@ def switch(scratch: str) -> dict:
     if not database_exists(scratch):
         raise Refused(f"database {scratch} does not exist")
     had_current = database_exists(database)
-    for attempt in range(1, 6):
-        try:
-            psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                 f"WHERE datname IN ({quote_literal(database)}, {quote_literal(scratch)}) AND pid <> pg_backend_pid()")
-            statements = ([f"ALTER DATABASE {quote_ident(database)} RENAME TO {quote_ident(previous)}"]
-                          if had_current else []) + [f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {quote_ident(database)}"]
-            psql("; ".join(statements))
-            break
-        except Refused:
-            if attempt == 5:
-                raise
-            time.sleep(1)
+    closing = [scratch, *([database] if had_current else [])]
+    for name in closing:
+        psql(f"ALTER DATABASE {quote_ident(name)} ALLOW_CONNECTIONS false")
+    try:
+        for attempt in range(1, 6):
+            try:
+                psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     f"WHERE datname IN ({quote_literal(database)}, {quote_literal(scratch)}) "
+                     "AND pid <> pg_backend_pid()")
+                statements = ([f"ALTER DATABASE {quote_ident(database)} RENAME TO {quote_ident(previous)}"]
+                              if had_current else []) + [
+                    f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {quote_ident(database)}",
+                    f"ALTER DATABASE {quote_ident(database)} ALLOW_CONNECTIONS true"]
+                psql("; ".join(statements))   # one implicit transaction: all of it, or none
+                break
+            except Refused:
+                if attempt == 5:
+                    raise
+                time.sleep(1)
+    except Refused:
+        if had_current:   # nothing switched: the current data opens again
+            psql(f"ALTER DATABASE {quote_ident(database)} ALLOW_CONNECTIONS true")
+        raise
     log(f"{database} is now the restored data" + (f"; the previous data is kept as {previous}" if had_current else ""))
     return {"database": database, "previous": previous if had_current else None}
 

@@ -15,6 +15,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,44 @@ def test_issue_21_a_backup_records_its_project_stack_and_kind_and_releases_push_
 
 def teardown_module():
     PWNED.unlink(missing_ok=True)
+
+
+def test_the_switch_keeps_the_backends_connected_ends_their_sessions_and_swaps_names_in_one_transaction(
+        tool, hostile_database):
+    """Issue 21: a restore no longer stops the backends. A session the app holds on the current database is
+    ended; the restored database takes the name and opens; the previous data stays, closed to connections."""
+    tool.dump("manual")
+    prepared = tool.restore_prepare(None, False, tool.BACKUPS, "pgtest", verify_only=False)
+    held = subprocess.Popen(["psql", "-h", str(hostile_database), "-U", "app", "-d", "appdb", "-X", "-q", "-c",
+                             "SELECT pg_sleep(60)"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):   # the app's session is open on the current database
+            if sql(hostile_database, "SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb' "
+                                     "AND usename = 'app'") == "1":
+                break
+            time.sleep(0.05)
+        switched = tool.switch(prepared["scratch"])
+        assert held.wait(timeout=10) != 0 and "terminat" in held.stderr.read()   # ended, as a db restart would
+    finally:
+        held.kill()
+    allowed = dict(line.split("|") for line in sql(
+        hostile_database, "SELECT datname, datallowconn FROM pg_database WHERE datname LIKE 'appdb%'").splitlines())
+    assert allowed == {"appdb": "t", switched["previous"]: "f"}
+    assert sql(hostile_database, "SELECT count(*) FROM public.checked", "app", "appdb") == "2"   # reconnects
+
+
+def test_a_switch_that_cannot_rename_opens_the_current_database_again(tool, hostile_database, monkeypatch):
+    tool.dump("manual")
+    prepared = tool.restore_prepare(None, False, tool.BACKUPS, "pgtest", verify_only=False)
+    real_psql = tool.psql
+
+    def refusing_renames(statement: str, *args, **kwargs):
+        if "RENAME" in statement:
+            raise tool.Refused("a rename refused (the stand-in)")
+        return real_psql(statement, *args, **kwargs)
+    monkeypatch.setattr(tool, "psql", refusing_renames)
+    monkeypatch.setattr(tool.time, "sleep", lambda seconds: None)
+    with pytest.raises(tool.Refused, match="stand-in"):
+        tool.switch(prepared["scratch"])
+    assert sql(hostile_database, "SELECT datallowconn FROM pg_database WHERE datname = 'appdb'") == "t"
+    assert sql(hostile_database, "SELECT count(*) FROM public.checked", "app", "appdb") == "2"
