@@ -84,6 +84,12 @@ def pre_deploy_job_name(settings: Settings) -> str:
     return f"{settings.name_prefix}-backup-pre-deploy"
 
 
+def restore_job_name(settings: Settings) -> str:
+    """One name for every restore job of a stack: Docker refuses a second one while one runs, and the pre-deploy
+    backup refuses an update while one runs (a restore and an update never overlap on one stack)."""
+    return f"{settings.name_prefix}-restore-job"
+
+
 def run_args(settings: Settings, image: str, command: Sequence[str], *, volumes: Sequence[str] = (),
              credentials_on_stdin: bool = False, source_stack: Optional[str] = None,
              name: Optional[str] = None) -> list[str]:

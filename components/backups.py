@@ -52,7 +52,7 @@ def pre_deploy_script(settings: Settings, image: str, *, database_image: str, vo
         "host/backup-pre-deploy.sh.j2", stack=settings.stack, db_container=backup_job.database_container(settings),
         db_name=database.name, db_user=database.user, backups_volume=backup_job.backups_volume(settings),
         rollback=settings.pinned_images is not None, release=settings.release, db_image=database_image,
-        job=job, timeout_seconds=database.backups.timeoutSeconds,
+        job=job, timeout_seconds=database.backups.timeoutSeconds, restore_job=backup_job.restore_job_name(settings),
         run_args=backup_job.run_args(settings, image, command, volumes=volumes, credentials_on_stdin=offsite,
                                      name=job))
 

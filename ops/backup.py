@@ -44,13 +44,21 @@ def backups_output(stack: auto.Stack) -> dict:
 
 
 def job(target: Target, backups: dict, command: Sequence[str], *, source_stack: Optional[str] = None,
-        signing_key: Optional[str] = None) -> dict:
+        signing_key: Optional[str] = None, name: Optional[str] = None) -> dict:
     """Runs `webstack-backup COMMAND` on the target; its progress passes through to stderr; returns its RESULT.
     signing_key: another stack's key (a restore of that stack's offsite backup); default this stack's.
-    Past database.backups.timeoutSeconds the job's container is removed and the command fails."""
+    Past database.backups.timeoutSeconds the job's container is removed and the command fails.
+    name: the job container's (default: one of its own); a job of that name still running is refused."""
     settings: Settings = target.settings
     timeout = settings.database.backups.timeoutSeconds
-    name = f"{settings.name_prefix}-backup-job-{secrets_module.token_hex(4)}"
+    if name is None:
+        name = f"{settings.name_prefix}-backup-job-{secrets_module.token_hex(4)}"
+    else:
+        running = target.command(["inspect", "-f", "{{.State.Running}} {{.State.StartedAt}}", name])
+        state = subprocess.run(running, capture_output=True, text=True).stdout.split()
+        if state[:1] == ["true"]:
+            raise OpsError(f"{name} has been running since {state[1][:19]}Z (an earlier run, maybe interrupted): "
+                           f"it finishes by itself; wait for it (docker wait {name}), then run this again")
     key = signing_key or backups.get("signingKey")
     if settings.database.offsite is not None and not key:
         raise OpsError(f"stack {settings.stack} has no backupSigningKey output yet, and offsite backups are signed "

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from components.settings import STACK
+from components import backup_job
 from ops import stack as stacks
 from ops.backup import backups_output, job
 from ops.errors import OpsError
@@ -124,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     signing_key = source_signing_key(args, target.settings.project) if args.from_s3 and args.from_stack else None
     # Another stack's backups volume on this target is mounted read-only at /source (volumes are named by stack).
     volume_of = source_of(args.from_stack, target.settings.project)[1] if args.from_stack and not args.from_s3 else None
-    prepared = job(target, backups, command, source_stack=volume_of, signing_key=signing_key)
+    exclusive = backup_job.restore_job_name(target.settings)
+    prepared = job(target, backups, command, source_stack=volume_of, signing_key=signing_key, name=exclusive)
     rows = sum(prepared["tables"].values())
     print(f"backup {prepared['backup']} verified and restored into {prepared['scratch']}: "
           f"{len(prepared['tables'])} tables, {rows} rows, {time.monotonic() - started:.1f}s", flush=True)
@@ -132,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         print("verify mode: the scratch database was dropped; the stack's data is unchanged")
         return 0
     # The backends keep running (containers/backup's switch): interrupted anywhere, the app keeps serving.
-    switched = job(target, backups, ["switch", "--scratch", prepared["scratch"]])
+    print(f"switching database {database} to the restored data (the backends keep serving)", flush=True)
+    switched = job(target, backups, ["switch", "--scratch", prepared["scratch"]], name=exclusive)
     backends = running_backends(target)
     if backends:
         wait_healthy(target, backends)

@@ -644,6 +644,12 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
     entries = table_data_entries(dump_file)
     log(f"backup {manifest['name']} is intact ({manifest['size']} bytes, {entries} tables); "
         f"restoring into a fresh database {scratch}")
+    # A scratch database of a restore that was interrupted before its switch: never switched, never needed (only
+    # one restore job of a stack runs at a time: components/backup_job.restore_job_name).
+    leftovers = quote_literal("^" + re.escape(database[:36]) + "_restore_[0-9]{14}$")
+    for left in psql(f"SELECT datname FROM pg_database WHERE datname ~ {leftovers}").split():
+        log(f"dropping {left}, left by an interrupted restore")
+        psql(f"DROP DATABASE {quote_ident(left)} WITH (FORCE)")
     psql(f"CREATE DATABASE {quote_ident(scratch)} OWNER {quote_ident(user)}")
     try:
         # As the stack's role, not the superuser: the dump is the app role's material (its functions run while the

@@ -199,6 +199,14 @@ class EngineStack:
                               capture_output=True, text=True, env=env, cwd=PROJECT_DIR, timeout=timeout,
                               stdin=subprocess.DEVNULL)
 
+    def ops_popen(self, *args: str) -> subprocess.Popen:
+        """`python -m ops` as ops() runs it, started in its own process group (to be killed as a whole)."""
+        env = {**os.environ, **self.env, "WEBSTACK_PROJECT_DIR": str(self.work_dir),
+               "PATH": f"{TOOLCHAIN_BIN}{os.pathsep}{os.environ['PATH']}"}
+        return subprocess.Popen([sys.executable, "-m", "ops", args[0], "--stack", self.name, *args[1:]],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                cwd=PROJECT_DIR, stdin=subprocess.DEVNULL, start_new_session=True)
+
     def cli(self, *args: str) -> auto.CommandResult:
         """Any other `pulumi` command on this stack (e.g. `state unprotect`)."""
         return self.stack.workspace._run_pulumi_cmd_sync([*args, "--stack", self.name])   # noqa: SLF001

@@ -12,8 +12,11 @@ named to attack it (issue 19, finding 2).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -119,6 +122,53 @@ def test_2_restore_drill_brings_every_row_back_with_the_same_checksum(stack):
     assert sql(CHECKSUM) == before
     assert [d for d in databases() if d.startswith("appdb_pre_restore_")], databases()
     assert stack.api_ok() and "drill note 39" in stack.notes()
+
+
+# Lines `python -m ops restore` prints: before the restore into a scratch database, as the switch starts, after it.
+RESTORE_KILL_POINTS = {"before the switch": "restoring the latest backup",
+                       "as the switch starts": "switching database appdb",
+                       "after the switch": "serve the restored data"}
+
+
+def answers_within(stack: BackupStack, seconds: float) -> bool:
+    """/api/readiness answers 200 within `seconds` (a restore's switch refuses new sessions for a moment)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if stack.api_ok():
+                return True
+        except urllib.error.URLError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("point", RESTORE_KILL_POINTS)
+def test_2b_a_restore_killed_at_any_point_leaves_the_api_answering_and_a_rerun_finishes(stack, point):
+    """Issue 21: SIGKILL `python -m ops restore` (with everything it started on this machine) before, as and after
+    the switch: the API keeps answering (the backends never stop), and the next restore completes."""
+    before = sql(CHECKSUM)
+    process = stack.engine.ops_popen("restore", "--latest")
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if RESTORE_KILL_POINTS[point] in line:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(seen)
+    assert answers_within(stack, 10)
+    # The job a killed restore left on the target finishes by itself; the rerun says so, or runs.
+    deadline = time.monotonic() + 120
+    while True:
+        rerun = stack.ops("restore", "--latest", ok=False)
+        if rerun.returncode == 0 or "restore-job has been running" not in rerun.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert answers_within(stack, 10) and sql(CHECKSUM) == before
+    assert not [d for d in databases() if "_restore_" in d and "_pre_restore_" not in d], databases()
 
 
 def test_3_a_corrupted_backup_is_refused_before_anything_changes(stack):

@@ -237,3 +237,11 @@ def test_a_switch_that_cannot_rename_opens_the_current_database_again(tool, host
         tool.switch(prepared["scratch"])
     assert sql(hostile_database, "SELECT datallowconn FROM pg_database WHERE datname = 'appdb'") == "t"
     assert sql(hostile_database, "SELECT count(*) FROM public.checked", "app", "appdb") == "2"
+
+
+def test_a_scratch_database_left_by_an_interrupted_restore_is_dropped_by_the_next_one(tool, hostile_database):
+    tool.dump("manual")
+    sql(hostile_database, "CREATE DATABASE appdb_restore_20200101000000 OWNER app")
+    prepared = tool.restore_prepare(None, False, tool.BACKUPS, "pgtest", verify_only=False)
+    restores = sql(hostile_database, "SELECT datname FROM pg_database WHERE datname LIKE 'appdb_restore_%'").split()
+    assert restores == [prepared["scratch"]]

@@ -140,7 +140,10 @@ def fake_docker(tmp_path, env: str, status: str = "running", stdin_to: str = "",
                f"*Config.Image*) echo \"$DB_IMAGE\";; *) printf '{env}';; esac;;" if exists
                else "echo 'Error: No such object' >&2; exit 1;;")
     (bin_dir / "docker").write_text(
-        f"#!/bin/sh\ncase \"$1 $2\" in\n  \"inspect -f\") {inspect}\n"
+        # No restore of the stack runs ($RESTORE_RUNNING=true: one does).
+        "#!/bin/sh\ncase \"$4\" in *-restore-job) [ \"$RESTORE_RUNNING\" = true ] && echo true && exit 0;"
+        " echo 'Error: No such object' >&2; exit 1;; esac\n"
+        f"case \"$1 $2\" in\n  \"inspect -f\") {inspect}\n"
         + (f"  run*) cat > {tmp_path}/{stdin_to};;\nesac\n" if stdin_to else f"  run*) echo ran >> {tmp_path}/runs;;\nesac\n"))
     (bin_dir / "docker").chmod(0o755)
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
@@ -595,3 +598,11 @@ def test_a_pre_deploy_backup_past_its_timeout_is_stopped_and_fails_the_update_wi
 def test_the_pre_deploy_timeout_is_the_setting():
     assert "timeout 900 docker run --rm --name webstack-dev-backup-pre-deploy " in pre_deploy_script(
         settings({"backups": {"timeoutSeconds": 900}}))
+
+
+def test_an_update_stops_before_anything_changes_while_a_restore_of_the_stack_runs(tmp_path):
+    """Issue 21: a restore (python -m ops restore, one job container of a fixed name) and an update never overlap."""
+    environment = {**fake_docker(tmp_path, IDENTITY), "RESTORE_RUNNING": "true"}
+    done = subprocess.run(["sh", "-c", pre_deploy_script(settings())], env=environment, capture_output=True, text=True)
+    assert done.returncode == 1 and "a restore of stack dev is running (webstack-dev-restore-job)" in done.stderr
+    assert not (tmp_path / "runs").exists()
