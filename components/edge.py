@@ -1,4 +1,5 @@
-"""The long-lived nginx edge: owns the published ports and is switched between releases by reload."""
+"""The public path: a holder of the published ports, and the nginx edge serving in its network namespace,
+switched between releases by reload and replaced beside itself without a gap."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from .backend import Backend
 from .certificates import Certificates
 from .hardening import hardened, healthcheck
 from .release_gate import ReleaseGate
-
 from .remote_host import Command, RemoteHost
 from .settings import Settings
 from .web import Web
