@@ -390,6 +390,8 @@ class Frontend(Build):
 
 
 IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+# An older base misses security fixes for longer than any release cycle should: refused above three months.
+BASE_IMAGE_MAX_AGE_DAYS = 90
 
 
 class PinnedImages(Model):
@@ -435,6 +437,9 @@ class Settings(Model):
     httpsPort: int = Field(8443, ge=1, le=65535)
     publishAddress: str = "127.0.0.1"
     baseImage: str = "debian:bookworm-slim"
+    # The base image is refreshed (rebuilt, pulled or read on the host: components/base_image.py) at the first
+    # `pulumi up` of each ISO week and rebuilt once it is older than this; every image on it is then rebuilt.
+    baseImageMaxAgeDays: int = 7
     # Keys the generation digest (an HMAC, so a container name reveals nothing of what went into it). Required
     # once a secret shapes the containers: a `backend` set with --secret (its env values).
     generationKey: Optional[SecretStr] = None
@@ -484,6 +489,14 @@ class Settings(Model):
         if not IMAGE_REF.fullmatch(v):
             raise ValueError(f"{v!r} is not a Docker image reference ([registry[:port]/]name[:tag][@sha256:digest], "
                              "e.g. debian:bookworm-slim)")
+        return v
+
+    @field_validator("baseImageMaxAgeDays")
+    @classmethod
+    def _base_image_max_age(cls, v: int) -> int:
+        if not 1 <= v <= BASE_IMAGE_MAX_AGE_DAYS:
+            raise ValueError(f"{v} is not a number of days from 1 to {BASE_IMAGE_MAX_AGE_DAYS} (the base image is "
+                             "rebuilt with Debian's security updates once it is older than this)")
         return v
 
     @field_validator("publishAddress")

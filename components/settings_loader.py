@@ -22,13 +22,14 @@ from .settings import GENERATION_KEY_FIX, FieldProblem, Settings, check_build, c
 
 NAMESPACE = "webstack"
 OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend", "images")
-SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage", "generationKey")
+SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage", "baseImageMaxAgeDays",
+               "generationKey")
 SECRET_SCALARS = ("generationKey",)
-INTEGER_KEYS = ("httpPort", "httpsPort")
+INTEGER_KEYS = ("httpPort", "httpsPort", "baseImageMaxAgeDays")
 SECRET_FIELDS = {"target": ("privateKey",), "tls": ("certificate", "privateKey"),
                  "database": ("offsite.accessKeyId", "offsite.secretAccessKey")}
 EXAMPLES = {"release": "v1", "target.hostKey": "\"$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)\"", "httpPort": "8080", "httpsPort": "8443", "domain": "example.com",
-            "publishAddress": "127.0.0.1", "baseImage": "debian:bookworm-slim", "target.kind": "ssh", "target.host": "203.0.113.10",
+            "publishAddress": "127.0.0.1", "baseImage": "debian:bookworm-slim", "baseImageMaxAgeDays": "7", "target.kind": "ssh", "target.host": "203.0.113.10",
             "tls.mode": "self-signed", "backend.replicas": "2", "backend.port": "8000",
             "backend.pathPrefix": "/api", "backend.egress": "true", "backend.stripPrefix": "false",
             "frontend.enabled": "false"}

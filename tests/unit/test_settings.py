@@ -149,3 +149,21 @@ def test_finding_17_a_base_image_that_is_not_an_image_reference_is_refused_at_lo
 ])
 def test_a_base_image_in_docker_reference_grammar_is_accepted(base_image):
     assert load({"baseImage": base_image}).baseImage == base_image
+
+
+@pytest.mark.parametrize("days, words", [
+    ("0", "0 is not a number of days from 1 to 90"), ("91", "91 is not a number of days from 1 to 90"),
+    ("-7", "-7 is not a number of days from 1 to 90"), ("7.5", "must be an integer, got '7.5'"),
+    ("weekly", "must be an integer, got 'weekly'"),
+])
+def test_finding_7_a_base_image_age_limit_outside_1_to_90_days_is_refused_naming_the_key_and_the_fix(days, words):
+    with pytest.raises(ConfigError) as error:
+        load({"baseImageMaxAgeDays": days})
+    assert [path for path, _ in error.value.problems] == ["baseImageMaxAgeDays"]
+    assert words in str(error.value)
+    assert "Fix: pulumi config set webstack:baseImageMaxAgeDays 7" in str(error.value)
+
+
+@pytest.mark.parametrize("days, expected", [(None, 7), ("1", 1), ("90", 90), ("14", 14)])
+def test_the_base_image_age_limit_defaults_to_a_week(days, expected):
+    assert load({} if days is None else {"baseImageMaxAgeDays": days}).baseImageMaxAgeDays == expected
