@@ -10,6 +10,9 @@
 # upgraded from them before the import. The image is labelled with its build date (webstack.base.built); an
 # image older than WEBSTACK_BASE_MAX_AGE_DAYS (default 7) is rebuilt, so security fixes reach every image
 # built FROM it (Docker's layer cache depends on the parent image: a new base rebuilds the apt layers).
+# `pulumi up` runs it at the first update of each ISO week for a local target and for target.baseImageSource
+# operator (templates/host/base-image.sh.j2), with WEBSTACK_BASE_MAX_AGE_DAYS set from webstack:baseImageMaxAgeDays.
+# Building needs root (debootstrap, chroot); checking a young image does not.
 #
 # Environment: DEBIAN_MIRROR (default: the mirror of this machine's apt sources), DEBIAN_SECURITY_MIRROR
 # (default: the security mirror of this machine's sources, else http://deb.debian.org/debian-security),
@@ -41,6 +44,14 @@ for tool in debootstrap docker tar; do
   command -v "$tool" >/dev/null || { echo "error: '$tool' is missing; install it (apt-get install debootstrap docker.io)" >&2; exit 1; }
 done
 [ -s "$keyring" ] || { echo "error: the Debian archive keyring $keyring is missing; install debian-archive-keyring (or set DEBIAN_KEYRING)" >&2; exit 1; }
+# debootstrap and chroot need root; without it debootstrap fails deep in its log. `pulumi up` runs this script
+# for a local target and for target.baseImageSource operator (components/base_image.py): say how to go on.
+if [ "$(id -u)" != 0 ]; then
+  echo "error: building the base image $image needs root (debootstrap and chroot). Run it once as root:" >&2
+  echo "  sudo $0 $image" >&2
+  echo "then run the update again (a base image younger than $max_age_days day(s) is not rebuilt)" >&2
+  exit 1
+fi
 
 host_uri() {   # the first URIs: of this machine's deb822 sources whose line matches $1
   [ -f /etc/apt/sources.list.d/debian.sources ] || return 0

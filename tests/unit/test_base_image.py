@@ -33,6 +33,9 @@ for last in "$@"; do :; done
 eval "root=\\${$(($# - 1))}"
 mkdir -p "$root/etc/apt/sources.list.d" "$root/var/cache/apt/archives" "$root/var/lib/apt/lists"
 ''',
+    "id": '''#!/bin/sh
+echo "${FAKE_UID:-0}"
+''',
     "chroot": '''#!/bin/sh
 echo "chroot $*" >> "$RECORD/calls"
 cp "$1/etc/apt/sources.list.d/debian.sources" "$RECORD/sources"
@@ -51,11 +54,11 @@ def fake(tmp_path: Path):
     keyring = tmp_path / "keyring.gpg"
     keyring.write_text("not empty")
 
-    def run(built: str = "", *args: str, max_age: str = "7") -> tuple[subprocess.CompletedProcess, str]:
+    def run(built: str = "", *args: str, max_age: str = "7", uid: str = "0") -> tuple[subprocess.CompletedProcess, str]:
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record), "FAKE_BUILT": built,
                "DEBIAN_KEYRING": str(keyring), "DEBIAN_MIRROR": "http://mirror.test/debian",
                "DEBIAN_SECURITY_MIRROR": "http://security.test/debian-security",
-               "WEBSTACK_BASE_MAX_AGE_DAYS": max_age}
+               "WEBSTACK_BASE_MAX_AGE_DAYS": max_age, "FAKE_UID": uid}
         result = subprocess.run(["bash", str(SCRIPT), *args, "webstack-test-base:x"], capture_output=True, text=True,
                                 env=env, timeout=60)
         calls = (record / "calls").read_text() if (record / "calls").exists() else ""
@@ -112,3 +115,18 @@ def test_an_unlabelled_image_from_an_older_script_is_rebuilt(fake):
 def test_force_rebuilds_a_recent_image(fake):
     _, calls = fake(days_ago(0), "--force")
     assert "debootstrap " in calls
+
+
+def test_a_rebuild_without_root_says_to_run_it_as_root_before_debootstrap_starts(fake):
+    """`pulumi up` runs this script for a local target and for baseImageSource operator: debootstrap's own
+    failure as a user is buried in its log."""
+    result, calls = fake(days_ago(8), uid="1000")
+    assert result.returncode == 1
+    assert "error: building the base image webstack-test-base:x needs root (debootstrap and chroot)" in result.stderr
+    assert "sudo " in result.stderr and "build-base-image.sh webstack-test-base:x" in result.stderr
+    assert "debootstrap " not in calls
+
+
+def test_a_young_image_needs_no_root(fake):
+    result, calls = fake(days_ago(1), uid="1000")
+    assert result.returncode == 0 and "nothing to do" in result.stdout
