@@ -13,6 +13,7 @@ from components.app_secrets import AppSecrets
 from components.app_volumes import AppVolumes
 from components.backend import Backend, BackendArgs, generation, probe_url
 from components.backups import Backups, BackupsArgs
+from components.base_image import BaseImage, BaseImageArgs, iso_week, utc_today
 from components.certificates import Certificates
 from components.database import Database, DatabaseArgs
 from components.edge import Edge, EdgeArgs
@@ -33,8 +34,10 @@ orphans.attach(settings)   # an interrupted update's leftover containers never b
 host = RemoteHost("host", settings)
 on_target = pulumi.ResourceOptions(providers={"docker": host.provider})
 
-# Images build only once the host is prepared: the Provider they use depends on `host.ready`.
-images = Images("images", settings, host, on_target)
+# Images build only once the host is prepared (the Provider they use depends on `host.ready`) and its base image is
+# refreshed: at the first `up` of each ISO week; every image on a new base is rebuilt.
+base_image = BaseImage("base-image", BaseImageArgs(settings, host, week=iso_week(utc_today())))
+images = Images("images", settings, host, base_image, on_target)
 networks = Networks("networks", settings, on_target)
 socket = SocketVolume("pgsocket", settings, on_target)
 certificates = Certificates("certificates", settings)
@@ -45,7 +48,8 @@ app_volumes = AppVolumes("app-volumes", settings, host, on_target)
 # backend generation (which may migrate at start) starts.
 backups = Backups("backups", BackupsArgs(settings, images.backup, images.backup_ref, host, socket,
                                          triggers=[generation(settings)], volumes=app_volumes.names,
-                                         database_image=images.database_ref), on_target)
+                                         database_image=images.database_ref,
+                                         database_image_id=images.database.image_id), on_target)
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket,
                                              after=[backups.pre_deploy]), on_target)
 acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None
@@ -74,7 +78,8 @@ gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation 
 switch = edge.route_to(backend, web, certificates, gate)
 if acme:
     acme.issue_after(switch, host, settings, edge.container.name)
-images.prune_after(gate.check)
+images.prune_after(gate.check, after=[database.container, edge.container, *([acme.container] if acme else []),
+                                     *([backups.schedule] if backups.schedule else [])])
 PidsLimits("pids-limits", host, [database.container, edge.holder, edge.container, *backend.containers,
                                  *([web.container] if web else []), *([acme.container] if acme else []),
                                  *([backups.schedule] if backups.schedule else [])])

@@ -55,7 +55,8 @@ class Acme(pulumi.ComponentResource):
         if urlsplit(tls.acmeServer).hostname == HOST_ALIAS:
             hosts.append(docker.ContainerHostArgs(host=HOST_ALIAS, ip="host-gateway"))
         self.container = docker.Container(
-            f"{name}-lego", name=self.container_name, image=args.image.name,
+            # The image's ID: a rebuild under the same tag (a new base image) replaces the container.
+            f"{name}-lego", name=self.container_name, image=args.image.image_id,
             envs=[f"{key}={value}" for key, value in sorted(env.items())], hosts=hosts,
             mounts=[docker.ContainerMountArgs(type="volume", source=self.volume.name, target=contract.ACME_DIR)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.public_network.name)],

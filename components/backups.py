@@ -36,6 +36,9 @@ class BackupsArgs:
     volumes: Sequence[str] = field(default_factory=tuple)
     # The database image this update runs (name:tag): a rollback (pinned images) that keeps it takes no backup.
     database_image: str = ""
+    # Its ID, once built: the database container runs the ID, so a new one (a new base image under the same tag)
+    # replaces the container, and the backup runs first.
+    database_image_id: pulumi.Input[str] = ""
 
 
 SIGNING_KEY_LENGTH = 48
@@ -101,8 +104,8 @@ class Backups(pulumi.ComponentResource):
             f"{name}-pre-deploy", script,
             # Whatever replaces the database container runs it again: its image and every setting of it
             # (issue 21: a change of database.memoryMb or of containers/db alone replaced it with no backup).
-            triggers=[image, args.database_image, database.name, database.user, database.memoryMb,
-                      f"cpus={database.cpus}", *args.triggers],
+            triggers=[image, args.database_image, args.database_image_id, database.name, database.user,
+                      database.memoryMb, f"cpus={database.cpus}", *args.triggers],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.image, self.volume]))
 
     def _schedule(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> docker.Container:
@@ -122,7 +125,8 @@ class Backups(pulumi.ComponentResource):
         mounts += [docker.ContainerMountArgs(type="volume", source=v, target=f"{backup_job.VOLUMES_DIR}/{v}",
                                              read_only=True) for v in args.volumes]
         return docker.Container(
-            f"{name}-schedule", name=f"{settings.name_prefix}-backup", image=args.image.name, envs=envs,
+            # The image's ID: a rebuild under the same tag (a new base image) replaces the container.
+            f"{name}-schedule", name=f"{settings.name_prefix}-backup", image=args.image.image_id, envs=envs,
             command=["schedule"], group_adds=[str(contract.DBSOCK_GID)], mounts=mounts,
             network_mode=backup_job.network(settings),
             healthcheck=healthcheck(["/usr/local/bin/webstack-backup", "health"]),

@@ -46,7 +46,8 @@ class Database(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-postgres",
             name=f"{settings.name_prefix}-db",
-            image=args.image.name,
+            # The image's ID, not its tag: an image rebuilt under the same tag (a new base image) replaces it.
+            image=args.image.image_id,
             envs=[f"WEBSTACK_DB_NAME={settings.database.name}", f"WEBSTACK_DB_USER={settings.database.user}"],
             group_adds=[str(contract.DBSOCK_GID)],   # unix_socket_group: postgres must be a member to chgrp the socket
             mounts=[docker.ContainerMountArgs(type="volume", source=self.data_volume.name, target=contract.PGDATA),

@@ -75,7 +75,8 @@ class Edge(pulumi.ComponentResource):
         self.container = docker.Container(
             # No name: the engine names each new edge `<prefix>-edge-<random>`, so a replacement never collides
             # with the edge it replaces, nor with one left by an interrupted update.
-            f"{settings.name_prefix}-edge", image=args.image.name, mounts=mounts,
+            # The image's ID: a rebuild under the same tag (a new base image) replaces the edge, gaplessly.
+            f"{settings.name_prefix}-edge", image=args.image.image_id, mounts=mounts,
             # The id, as Docker reports it back: a name here would read as a change on every update.
             network_mode=self.holder.id.apply(lambda holder_id: f"container:{holder_id}"),
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", "--unix-socket", contract.EDGE_HTTP_SOCKET,

@@ -1,7 +1,7 @@
 """Files and options the operator's `ssh` needs to reach an ssh target (ssh cannot take them as values).
 
 One `SshAccess` describes how every operator-side tool reaches the host: the docker Provider (ssh://, through
-docker/cli's connhelper), the preflight and the base-image transfer (local.Commands running the system ssh).
+docker/cli's connhelper), the preflight and the base-image refresh (local.Commands running the system ssh).
 They all use the same option list, so the checks that the preflight passes are the checks the Provider makes.
 The option list pins the host key: StrictHostKeyChecking=yes against a known_hosts file holding exactly the
 pinned key, and no global known_hosts file that could add a second accepted key.

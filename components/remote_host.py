@@ -46,11 +46,6 @@ def preflight_script() -> str:
     return rendering.render("host/preflight.sh.j2")
 
 
-def send_image_script() -> str:
-    """Runs on the operator's machine; parameters come from SshAccess.environment(WEBSTACK_IMAGE=...)."""
-    return rendering.render("host/send-base-image.sh.j2")
-
-
 def bootstrap_command(settings: Settings) -> str:
     """The remote command line: `sh -c SCRIPT`, so the script runs under sh whatever the user's login shell,
     and nothing it starts can read the script itself from stdin."""
@@ -64,9 +59,9 @@ class RemoteHost(pulumi.ComponentResource):
     1. `preflight` (local.Command on the operator's machine): the system ssh with the Provider's exact options
        (pinned known_hosts, StrictHostKeyChecking=yes); read-only checks; one message per kind of failure.
     2. `bootstrap` (remote.Command, `host_key` pinned): installs and starts Docker, idempotently.
-    3. `base_image` (local.Command, only with baseImageSource `operator`): sends `baseImage` from the
-       operator's engine when the host lacks it.
-    4. the docker Provider for ssh://user@host, ssh_opts = the same pinned options; it depends on `ready`.
+    3. the docker Provider for ssh://user@host, ssh_opts = the same pinned options; it depends on `ready`.
+    The base image reaches the host (or is read there) after `ready`, before any image builds
+    (components/base_image.py).
     No option anywhere turns host key checks off. Remote commands get no previous output in their environment:
     sshd refuses such variables, and the provider would then put them in the remote command line (finding 14).
     The provider (tools/pulumi-toolchain/command) sends SSH keepalives, so a dropped connection fails the
@@ -78,7 +73,6 @@ class RemoteHost(pulumi.ComponentResource):
     access: Optional[SshAccess] = None
     preflight: Optional[local.Command] = None
     bootstrap: Optional[remote.Command] = None
-    base_image: Optional[local.Command] = None
     ready: list[pulumi.Resource]      # what must be done before the first image builds on the target
     docker_host: str
 
@@ -114,13 +108,6 @@ class RemoteHost(pulumi.ComponentResource):
             logging=remote.Logging.STDOUT_AND_STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.preflight]))
         self.ready = [self.bootstrap]
-        if target.baseImageSource == "operator":
-            self.base_image = local.Command(
-                f"{name}-base-image", create=send_image_script(),
-                environment=access.environment(WEBSTACK_IMAGE=settings.baseImage),
-                logging=local.Logging.STDOUT_AND_STDERR,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bootstrap]))
-            self.ready.append(self.base_image)
 
         self.docker_host = access.docker_host
         self.provider = docker.Provider(

@@ -88,10 +88,19 @@ class RecordingMonitor(MockMonitor):
 
 
 AUTONAME_SUFFIX = "a1b2c3d"
+# What the base image's ID is under the mocks: the last line the base-image refresh prints (components/base_image.py),
+# and what each release image's guard prints (the base the release is built on).
+BASE_IMAGE_ID = "sha256:" + "ba5e" * 16
+PRINTS_THE_BASE_IMAGE_ID = ("base-image-refresh", "-guard")
+COMMANDS = ("command:local:Command", "command:remote:Command")
 
 
 class ProgramMocks(pulumi.runtime.Mocks):
-    """Returns what the real providers would add to the state: names, image ids, generated certificates."""
+    """Returns what the real providers would add to the state: names, image ids, generated certificates, and the
+    base image's ID on the stdout of the commands that print it (`base_ids`: another ID per name suffix)."""
+
+    def __init__(self, base_ids: Mapping[str, str] | None = None):
+        self.base_ids = {suffix: BASE_IMAGE_ID for suffix in PRINTS_THE_BASE_IMAGE_ID} | dict(base_ids or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
@@ -105,6 +114,9 @@ class ProgramMocks(pulumi.runtime.Mocks):
             state.setdefault("name", args.name)
         elif args.typ == "docker:index/container:Container":
             state.setdefault("name", f"{args.name}-{AUTONAME_SUFFIX}")   # the engine's autonaming: a random suffix
+        elif args.typ in COMMANDS and args.name.endswith(PRINTS_THE_BASE_IMAGE_ID):
+            base_id = next(i for suffix, i in self.base_ids.items() if args.name.endswith(suffix))
+            state["stdout"] = f"ok: the base image\n{base_id}\n"    # as the real scripts: progress, then the ID
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -116,13 +128,15 @@ def is_secret(value: Any) -> bool:
 
 
 def run_program(stack: str, overrides: Mapping[str, Any] | None = None,
-                secret_overrides: Mapping[str, Any] | None = None, project: str = "webstack") -> ProgramRun:
+                secret_overrides: Mapping[str, Any] | None = None, project: str = "webstack",
+                base_ids: Mapping[str, str] | None = None) -> ProgramRun:
     """Run __main__.py for `stack` of `project` (what pulumi.get_project() answers); exceptions from the program
-    (ConfigError included) propagate."""
+    (ConfigError included) propagate. base_ids: see ProgramMocks."""
     config, secret_keys = load_stack_config(stack, overrides, secret_overrides)
-    monitor = RecordingMonitor(ProgramMocks())
+    mocks = ProgramMocks(base_ids)
+    monitor = RecordingMonitor(mocks)
     set_root_resource(None)
-    pulumi.runtime.set_mocks(ProgramMocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()

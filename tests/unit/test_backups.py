@@ -132,18 +132,21 @@ def test_the_pre_deploy_script_is_valid_sh_and_guards_the_identity(tmp_path):
 def fake_docker(tmp_path, env: str, status: str = "running", stdin_to: str = "", exists: bool = True):
     """A `docker` on PATH that answers inspect like a target whose database container is in `status` (docker's
     .State.Status; .State.Running is true for running, paused and restarting, as dockerd reports it), or has no
-    database container (exists=False), and records a run (or, with stdin_to, what the run read on stdin)."""
+    database container (exists=False), and records a run (or, with stdin_to, what the run read on stdin).
+    The container runs the image ID $DB_IMAGE; `docker image inspect` of the database image's tag answers
+    $DB_TAG_IMAGE (default the same ID)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     running = "true" if status in ("running", "paused", "restarting") else "false"
     inspect = (f"case \"$3\" in *State.Running*) echo {running};; *State.Status*) echo {status};; "
-               f"*Config.Image*) echo \"$DB_IMAGE\";; *) printf '{env}';; esac;;" if exists
+               f"*.Image*) echo \"$DB_IMAGE\";; *) printf '{env}';; esac;;" if exists
                else "echo 'Error: No such object' >&2; exit 1;;")
     (bin_dir / "docker").write_text(
         # No restore of the stack runs ($RESTORE_RUNNING=true: one does).
         "#!/bin/sh\ncase \"$4\" in *-restore-job) [ \"$RESTORE_RUNNING\" = true ] && echo true && exit 0;"
         " echo 'Error: No such object' >&2; exit 1;; esac\n"
         f"case \"$1 $2\" in\n  \"inspect -f\") {inspect}\n"
+        "  \"image inspect\") echo \"${DB_TAG_IMAGE-$DB_IMAGE}\";;\n"
         + (f"  run*) cat > {tmp_path}/{stdin_to};;\nesac\n" if stdin_to else f"  run*) echo ran >> {tmp_path}/runs;;\nesac\n"))
     (bin_dir / "docker").chmod(0o755)
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
@@ -179,7 +182,7 @@ def test_a_database_that_is_not_running_stops_the_update_before_anything_changes
 
 
 def test_a_stopped_database_stops_a_rollback_that_keeps_its_image_too(tmp_path):
-    environment = {**fake_docker(tmp_path, IDENTITY, "exited"), "DB_IMAGE": "webstack-dev-db:d1"}
+    environment = {**fake_docker(tmp_path, IDENTITY, "exited"), "DB_IMAGE": "sha256:" + "1" * 64}
     done = subprocess.run(["sh", "-c", pre_deploy_script(settings(), rollback=True)], env=environment,
                           capture_output=True, text=True)
     assert done.returncode == 1 and "exists but is exited" in done.stderr and "no backup needed" not in done.stdout
@@ -201,18 +204,22 @@ def test_the_identity_guard_speaks_first_even_when_the_database_is_stopped(tmp_p
 
 
 def test_a_rollback_that_keeps_the_database_image_takes_no_backup_and_anything_else_does(tmp_path):
+    """Compared by image ID: the container runs an ID, and its tag may hold a rebuild on a new base image."""
     environment = fake_docker(tmp_path, r"WEBSTACK_DB_NAME=appdb\nWEBSTACK_DB_USER=app\n")
     runs = tmp_path / "runs"
+    old, new = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 
-    def deploy(rollback: bool, running_image: str) -> subprocess.CompletedProcess:
+    def deploy(rollback: bool, running_image: str, tag_image: str) -> subprocess.CompletedProcess:
         runs.unlink(missing_ok=True)
         return subprocess.run(["sh", "-c", pre_deploy_script(settings(), rollback=rollback)],
-                              env={**environment, "DB_IMAGE": running_image}, capture_output=True, text=True)
+                              env={**environment, "DB_IMAGE": running_image, "DB_TAG_IMAGE": tag_image},
+                              capture_output=True, text=True)
 
-    skipped = deploy(True, "webstack-dev-db:d1")
+    skipped = deploy(True, old, old)
     assert skipped.returncode == 0 and "no backup needed" in skipped.stdout and not runs.exists()
-    assert deploy(True, "webstack-dev-db:d0").returncode == 0 and runs.exists()     # the database changes too
-    assert deploy(False, "webstack-dev-db:d1").returncode == 0 and runs.exists()    # an ordinary release
+    assert deploy(True, old, new).returncode == 0 and runs.exists()     # the database image was rebuilt
+    assert deploy(True, old, "").returncode == 0 and runs.exists()      # no such image: never "the same"
+    assert deploy(False, old, old).returncode == 0 and runs.exists()    # an ordinary release
 
 
 def test_only_a_rollback_renders_the_shortcut(dev):
@@ -220,7 +227,7 @@ def test_only_a_rollback_renders_the_shortcut(dev):
     pinned = {"release": "dev-1", "backend": "sha256:" + "a" * 64, "web": "sha256:" + "b" * 64}
     rolled_back = run_program("dev", overrides={"webstack:images": {"keep": 5, "pinned": pinned}})
     script = rolled_back.named("backups-pre-deploy").inputs["create"]
-    assert "no backup needed" in script and "= webstack-dev-db:" in script
+    assert "no backup needed" in script and "docker image inspect -f '{{.Id}}' webstack-dev-db:" in script
 
 
 # --- the program ----------------------------------------------------------------------------------------------

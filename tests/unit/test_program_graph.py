@@ -68,15 +68,15 @@ def only_named(run: ProgramRun, prefix: str):
 def test_prod_prepares_the_remote_host_over_ssh(prod):
     names = {r.name for r in prod.of_type("command:remote:Command")}
     assert {"host-bootstrap", "edge-switch", gate(prod).name} <= names
-    # The preflight runs the operator's own ssh (its errors are the only ones precise enough); nothing else
-    # runs locally.
-    assert {r.name for r in prod.of_type("command:local:Command")} == {"host-preflight"}
+    # The preflight runs the operator's own ssh (its errors are the only ones precise enough), and the base-image
+    # refresh reads (or sends) the host's base image with the same ssh; nothing else runs locally.
+    assert {r.name for r in prod.of_type("command:local:Command")} == {"host-preflight", "base-image-refresh"}
 
 
 def test_dev_runs_its_commands_on_the_local_engine(dev):
     assert {r.name for r in dev.of_type("command:local:Command")} == {
         "edge-switch", gate(dev).name, "images-backend-guard", "images-web-guard", "images-prune",
-        "backups-pre-deploy", "pids-limits-update"}
+        "backups-pre-deploy", "pids-limits-update", "base-image-refresh"}
     assert not dev.of_type("command:remote:Command")
 
 

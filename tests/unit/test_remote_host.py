@@ -17,7 +17,8 @@ import pytest
 
 from components import rendering
 from components.local_files import SshAccess
-from components.remote_host import bootstrap_command, preflight_script, send_image_script
+from components.base_image import refresh_script
+from components.remote_host import bootstrap_command, preflight_script
 from components.settings_loader import ConfigError, load_settings
 from tests.program import ProgramRun, Registration, run_program
 from tests.stack_config import PROJECT_DIR
@@ -160,17 +161,19 @@ def test_bootstrap_runs_after_the_preflight_and_the_provider_after_the_bootstrap
     assert bootstrap.type == "command:remote:Command"
     assert preflight.urn in bootstrap.dependencies
     assert provider(prod).dependencies == [bootstrap.urn]
-    assert not [r for r in prod.resources if r.name == "host-base-image"]
 
 
-def test_operator_base_image_is_sent_after_the_bootstrap_and_before_any_docker_resource(prod_operator_image):
-    run = prod_operator_image
-    send = run.named("host-base-image")
-    assert send.type == "command:local:Command"
-    assert run.named("host-bootstrap").urn in send.dependencies
-    assert send.inputs["environment"]["WEBSTACK_IMAGE"] == "debian:bookworm-slim"
-    assert send.inputs["environment"]["WEBSTACK_SSH_OPTS"].split("\n") == ssh_opts(run)
-    assert set(provider(run).dependencies) == {run.named("host-bootstrap").urn, send.urn}
+@pytest.mark.parametrize("stack", ["prod", "prod_operator_image"])
+def test_the_base_image_is_refreshed_after_the_bootstrap_over_the_providers_ssh_and_before_any_image(stack, request):
+    run = request.getfixturevalue(stack)
+    refresh = run.named("base-image-refresh")
+    assert refresh.type == "command:local:Command"
+    assert run.named("host-bootstrap").urn in refresh.dependencies
+    assert refresh.inputs["environment"]["WEBSTACK_IMAGE"] == "debian:bookworm-slim"
+    assert refresh.inputs["environment"]["WEBSTACK_SSH_OPTS"].split("\n") == ssh_opts(run)
+    for image in run.of_type("docker:index/remoteImage:RemoteImage"):
+        assert refresh.urn in image.dependencies or \
+            refresh.urn in run.named(f"{image.name}-guard").dependencies, image.name
 
 
 def test_connect_timeout_reaches_every_ssh_client(prod_tls):
@@ -197,7 +200,9 @@ def test_base_image_source_is_host_or_operator():
 # --- the scripts -------------------------------------------------------------------------------------------
 
 def test_operator_scripts_are_valid_posix_shell(tmp_path):
-    for name, text in {"preflight": preflight_script(), "send": send_image_script()}.items():
+    operator = load_settings({"release": "r", "target": {"kind": "ssh", "host": "h", "hostKey": HOST_KEY,
+                                                         "baseImageSource": "operator"}}, set(), "prod", PROJECT_DIR)
+    for name, text in {"preflight": preflight_script(), "base image": refresh_script(operator)}.items():
         (tmp_path / name).write_text(text)
         result = subprocess.run(["sh", "-n", str(tmp_path / name)], capture_output=True, text=True)
         assert result.returncode == 0, (name, result.stderr)
