@@ -4,7 +4,8 @@
   `host-preflight` local.Command does;
 - the bootstrap: `ssh <the Provider's options> deploy@HOST <bootstrap_command()>` with the pinned host key, as the
   `host-bootstrap` remote.Command does (pulumi-command sends the same command line over its own ssh client);
-- the base-image transfer: `/bin/sh -c <send_image_script()>`, as the `host-base-image` local.Command does;
+- the base-image transfer: `/bin/sh -c <refresh_script()>` for baseImageSource operator, as the
+  `base-image-refresh` local.Command does;
 - `docker -H ssh://...` through an `ssh` wrapper that adds the Provider's exact ssh_opts (the docker CLI cannot
   take ssh options; the Provider passes them to the same connhelper).
 The bootstrap runs only when the preflight succeeded, as its depends_on makes Pulumi do.
@@ -24,9 +25,11 @@ from typing import Optional
 
 import pytest
 
+from components.base_image import BUILD_SCRIPT, base_image_id, refresh_environment, refresh_script
 from components.local_files import SshAccess
-from components.remote_host import MIN_DOCKER_VERSION, bootstrap_command, preflight_script, send_image_script
+from components.remote_host import MIN_DOCKER_VERSION, bootstrap_command, preflight_script
 from components.settings import Settings
+from tests.stack_config import PROJECT_DIR
 from tests.live.hosts import ALPINE_OS_RELEASE, BASE_IMAGE, TestHost, fingerprint, hosts  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.live
@@ -75,9 +78,15 @@ def prepare(settings: Settings, access: SshAccess) -> tuple[Run, Optional[Run]]:
     return checked, (bootstrap(settings, access) if checked.returncode == 0 else None)
 
 
-def send_base_image(access: SshAccess) -> Run:
-    env = {**os.environ, **access.environment(WEBSTACK_IMAGE=BASE_IMAGE)}
-    return run(["/bin/sh", "-c", send_image_script()], env=env, timeout=600)
+def send_base_image(settings: Settings, access: SshAccess) -> Run:
+    """The base-image refresh with baseImageSource operator. Its limit is 90 days, so that a test never rebuilds
+    this machine's base image (the build script leaves a younger one alone)."""
+    operator = settings.model_copy(update={
+        "baseImage": BASE_IMAGE, "baseImageMaxAgeDays": 90,
+        "target": settings.target.model_copy(update={"baseImageSource": "operator"})})
+    env = {**os.environ, **refresh_environment(operator, access),
+           "WEBSTACK_BUILD_SCRIPT": str(PROJECT_DIR / BUILD_SCRIPT)}   # the settings' project is a copy without it
+    return run(["/bin/sh", "-c", refresh_script(operator)], env=env, timeout=600)
 
 
 def changes(output: str) -> list[str]:
@@ -186,13 +195,17 @@ class TestFreshHost:
 
     def test_base_image_from_the_operator_then_images_build_on_the_host(self, fresh, first_run, tmp_path):
         host, settings, access = fresh
-        sent = send_base_image(access)
+        sent = send_base_image(settings, access)
         TIMINGS["base image sent from the operator"] = sent.seconds
         assert sent.returncode == 0, str(sent)
         assert "MiB) from this machine's engine" in sent.stdout and "changed: " in sent.stdout
         assert "copied" in sent.stderr   # dd's progress lines
-        again = send_base_image(access)
+        local_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", BASE_IMAGE], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        assert base_image_id(sent.stdout) == local_id       # the ID every image's triggers get
+        again = send_base_image(settings, access)
         assert again.returncode == 0 and "nothing to send" in again.stdout and "changed:" not in again.stdout
+        assert base_image_id(again.stdout) == local_id
         # A build on the host's engine over ssh:// FROM the base image, with no registry anywhere.
         context = tmp_path / "context"
         context.mkdir()

@@ -149,7 +149,7 @@ def test_1_prod_from_nothing_onto_a_fresh_host_over_ssh(stack):
     FIGURES["prod from nothing (Docker installed, base image sent, 4 images built on the host)"] = \
         f"{result.seconds:.1f}s"
     created = set(result.names("create"))
-    assert {"host-preflight", "host-bootstrap", "host-base-image"} <= created, result.steps
+    assert {"host-preflight", "host-bootstrap", "base-image-refresh"} <= created, result.steps
     health = stack.health(container_names(result.outputs))
     assert set(health.values()) == {"healthy"}, health
     status, headers, _ = stack.request("/")
