@@ -163,7 +163,7 @@ class TestHost:
         target = Target(kind="ssh", host=host or self.ip, port=port or self.port, user=self.user,
                         hostKey=host_key or self.keys.host_public, privateKey=key_file.read_text(),
                         connectTimeout=connect_timeout, baseImageSource=base_image_source)
-        return Settings(stack=stack, projectDir=project_dir, release="test", target=target)
+        return Settings(stack=stack, project="webstack", projectDir=project_dir, release="test", target=target)
 
     def access(self, project_dir: Path, **settings: object) -> tuple[Settings, SshAccess]:
         """The program's own operator-side files and options for this host (components.remote_host.ssh_access)."""
