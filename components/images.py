@@ -11,7 +11,7 @@ base image it is built on (label webstack.base). A long-lived image takes the ID
 (components/base_image.py), so a new base rebuilds it on the same `up` and its container, which runs the image's
 ID, is replaced. A release's images take the ID their guard recorded when the release was first built: a release
 is built once, and the next release is built on the new base (a warning says when the running release's images
-are on an older base than the stack's).
+are on another base than the long-lived ones).
 """
 
 from __future__ import annotations
@@ -133,13 +133,17 @@ class Images(pulumi.ComponentResource):
                            release=self._settings.release, digest=digest, base=built_on), built_on
 
     def _warn_of_an_older_base(self, ids: list[str]) -> None:
+        """Which of two bases is newer is not known here (a host that provides its own base may have refreshed it
+        since the weekly run): the warning says that they differ and what brings the release onto the current one."""
         current, *built_on = ids
-        if any(base != current for base in built_on):
+        others = sorted({base for base in built_on if base != current})
+        if others:
             pulumi.log.warn(
-                f"release {self._settings.release}'s images were built on an older base image than the stack's "
-                f"{self._settings.baseImage} ({current}): a release is built once, so its backend and web images get "
-                "the base's security updates with the next release (a new commit, or pulumi config set "
-                "webstack:release NAME)", self)
+                f"release {self._settings.release}'s images were built on base image {', '.join(others)}, the "
+                f"long-lived images on {current} ({self._settings.baseImage}, refreshed at the first up of each "
+                "week): a release is built once, so its backend and web images get the current base, and its "
+                "security updates, with the next release (a new commit, or pulumi config set webstack:release NAME)",
+                self)
 
     def _image(self, role: str, context: Path, dockerfile: str, args: dict[str, str], tag: str, *,
                base: pulumi.Input[str], depends_on: list[pulumi.Resource] | None = None,

@@ -109,14 +109,16 @@ def test_finding_7_a_release_image_records_the_base_its_guard_found_and_a_refres
         assert "webstack.base" in guard.inputs["create"]
 
 
-def test_a_running_release_on_an_older_base_than_the_stacks_is_warned_of(monkeypatch):
+def test_a_running_release_on_another_base_than_the_long_lived_images_is_warned_of(monkeypatch):
     said = []
     monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: said.append(message))
     run_program("dev")
     assert not said
     older = "sha256:" + "01d" * 21 + "0"
     run_program("dev", base_ids={"-guard": older})
-    assert len(said) == 1 and "release dev-1's images were built on an older base image" in said[0]
+    assert len(said) == 1
+    assert f"release dev-1's images were built on base image {older}, the long-lived images on {BASE_IMAGE_ID}" \
+        in said[0]
     assert "with the next release" in said[0]
 
 
