@@ -97,7 +97,11 @@ class BaseImage(pulumi.ComponentResource):
             environment=refresh_environment(settings, args.host.access),
             triggers=[args.week, settings.baseImage, settings.baseImageMaxAgeDays],
             add_previous_output_in_env=False, logging=local.Logging.STDOUT_AND_STDERR,
-            # After the host is prepared (preflight, bootstrap): the refresh may send the image there.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.host.ready)))
+            # After the host is prepared (preflight, bootstrap): the refresh may send the image there. A rollback
+            # (images pinned by `python -m ops rollback`) never starts the weekly refresh: rebuilding the long-lived
+            # images and replacing the database would add minutes and a pause to an emergency; the next `up` of
+            # another release refreshes.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.host.ready),
+                                        ignore_changes=["triggers"] if settings.pinned_images else None))
         self.image_id = self.refresh.stdout.apply(base_image_id)
         self.register_outputs({"imageId": self.image_id})

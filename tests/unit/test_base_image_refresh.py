@@ -55,6 +55,15 @@ def test_the_refresh_runs_again_each_iso_week_and_when_its_settings_change(dev):
     assert changed.inputs["environment"]["WEBSTACK_IMAGE"] == "localhost/base:2"
 
 
+def test_a_rollback_never_starts_the_weekly_refresh(dev):
+    """A rollback (images pinned by ops rollback) stays fast: the refresh it would start could rebuild the
+    long-lived images and replace the database. The next release's `up` compares the triggers again."""
+    pinned = {"release": "dev-1", "backend": "sha256:" + "a" * 64, "web": "sha256:" + "b" * 64}
+    rollback = run_program("dev", overrides={"webstack:images": {"keep": 5, "pinned": pinned}})
+    assert rollback.named("base-image-refresh").ignore_changes == ["triggers"]
+    assert dev.named("base-image-refresh").ignore_changes == []
+
+
 def test_a_local_target_refreshes_its_own_engine_with_the_build_script(dev):
     refresh = dev.named("base-image-refresh")
     env = refresh.inputs["environment"]
