@@ -8,8 +8,9 @@ and the providers, as a cancelled CI job is). Then, as a user would: `pulumi up`
 `pulumi cancel`, and one `pulumi up` completes the update. Throughout: zero failed requests, each a new TLS
 connection; afterwards the stack's containers on the engine are exactly those the stack's outputs name.
 
-Then, uninterrupted: an edge upgrade at 200 requests/s drops none, and a database container replacement pauses
-the API (503 with Retry-After, never a 502) for a time that is measured and bounded.
+Then, uninterrupted: an edge upgrade at 200 requests/s drops none, a database container replacement pauses
+the API (503 with Retry-After, never a 502) for a time that is measured and bounded, and the weekly base-image
+refresh rebuilds every long-lived image and replaces their containers the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from tests.live.test_scenarios import LiveStack, deployed
 
 pytestmark = pytest.mark.live
 STACK = "intrtest"
+# This stack's own tag of the base image, so that its refresh (test_6) rebuilds no other stack's images.
+BASE = f"webstack-{STACK}-base:live"
 KILL_DEADLINE_SECONDS = 300
 EDGE_UPGRADE_RPS = 200   # issue 20: an edge upgrade at >= 200 requests/s, each a new TLS connection
 
@@ -123,13 +126,19 @@ RELEASE_KILL_POINTS = [
     KillPoint("edge switch", output=r"edge-switch (updating|replacing|creating)"),
     KillPoint("deletes of the previous release", output=r"backend-\S+ deleting"),
 ]
+MEMORY = {"webstack:database.memoryMb": 320}   # test_5's change, kept by the tests after it
 LAST_RELEASE = {"webstack:release": f"r{len(RELEASE_KILL_POINTS) + 1}"}   # the edge drills keep the release
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
-    yield from deployed(lambda: InterruptedStack(tmp_path_factory.mktemp(STACK), stack=STACK), request,
-                        "interruptions")
+    def make() -> InterruptedStack:
+        live = InterruptedStack(tmp_path_factory.mktemp(STACK), stack=STACK)
+        base = live.engine.base_config.get("webstack:baseImage", "debian:bookworm-slim")
+        live.engine.base_config["webstack:baseImage"] = BASE
+        subprocess.run(["docker", "tag", base, BASE], check=True)
+        return live
+    yield from deployed(make, request, "interruptions")
 
 
 def recover(stack: InterruptedStack, **overrides: object):
@@ -220,7 +229,7 @@ def test_5_a_database_replacement_pauses_the_api_with_503_and_retry_after_never_
     page = Load(stack.url + "/", 50, 300).start()
     try:
         # memoryMb sizes postgresql.conf, built into the database image: a new image, a new container.
-        result = stack.up(**LAST_RELEASE, **{"webstack:database.memoryMb": 320})
+        result = stack.up(**LAST_RELEASE, **MEMORY)
     finally:
         time.sleep(2)
         api_report, page_report = api.stop(), page.stop()
@@ -232,3 +241,46 @@ def test_5_a_database_replacement_pauses_the_api_with_503_and_retry_after_never_
     if api_report.failed:
         assert api_report.retry_after == {"http_503": {"5"}}, api_report.retry_after
     assert api_report.failure_window < 30, api_report
+
+
+def image_label(container: str, label: str) -> str:
+    image = subprocess.run(["docker", "inspect", "-f", "{{.Image}}", container], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    return subprocess.run(["docker", "image", "inspect", "-f", f'{{{{index .Config.Labels "{label}"}}}}', image],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_6_the_weekly_base_image_refresh_rebuilds_the_long_lived_images_under_load(stack):
+    """Issue 19 finding 7 / issue 20: a new base image (what the weekly refresh brings) rebuilds the database, edge
+    and backup images on the next `up` and replaces their containers: the edge without a gap, the database after a
+    pre-deploy backup with the API's short 503 pause. The running release's images keep the base they were built
+    on (a release is built once)."""
+    built = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    subprocess.run(["docker", "build", "-q", "-t", BASE, "-"], input=f"FROM {BASE}\nLABEL webstack.base.built={built}\n",
+                   text=True, check=True, capture_output=True)
+    new_base = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", BASE], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    backend_before = stack.containers("backend")
+    page = Load(stack.url + "/", EDGE_UPGRADE_RPS * 0.8, 600).start()
+    api = Load(stack.url + "/api/notes", EDGE_UPGRADE_RPS * 0.2, 600).start()
+    try:
+        # The refresh runs at the first `up` of each ISO week: a changed setting of it runs it now, as next week would.
+        result = stack.up(**LAST_RELEASE, **MEMORY, **{"webstack:baseImageMaxAgeDays": 8})
+    finally:
+        time.sleep(2)
+        page_report, api_report = page.stop(), api.stop()
+    stack.figures["base-image refresh"] = (f"up {result.seconds:.1f}s; page: {page_report}; API paused "
+                                           f"{api_report.failure_window:.1f}s ({api_report})")
+    replaced = set(result.names("replace"))
+    assert {"images-db", "images-edge", "images-backup", "database-postgres", f"webstack-{STACK}-edge",
+            "backups-schedule"} <= replaced, result.steps
+    assert "backing up database" in result.output
+    c = result.outputs["containers"]
+    assert {image_label(c[role], "webstack.base") for role in ("database", "edge", "backup")} == {new_base}
+    assert stack.containers("backend") == backend_before   # the release keeps running on its own images
+    assert page_report.failed == 0, page_report
+    assert set(api_report.failures_by_kind) <= {"http_503"}, api_report
+    if api_report.failed:
+        assert api_report.retry_after == {"http_503": {"5"}}, api_report.retry_after
+    again = stack.up(**LAST_RELEASE, **MEMORY, **{"webstack:baseImageMaxAgeDays": 8})
+    assert again.changed == 0, [step for step in again.steps if step[0] != "same"]
