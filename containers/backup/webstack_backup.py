@@ -624,6 +624,12 @@ def choose(root: Path, name: str | None, project: str, stack: str) -> Path:
     return found
 
 
+def scratch_prefix(database: str) -> str:
+    """A restore's scratch database is <prefix><UTC time, 14 digits>; the prefix leaves room in PostgreSQL's 63
+    characters for the longer <name>_pre_restore_<time> the current data is kept under."""
+    return f"{database[:36]}_restore_"
+
+
 def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack: str, verify_only: bool,
                     source_project: str | None = None) -> dict:
     """Verify, restore into a fresh database, check it; verify_only drops it again. Changes nothing else.
@@ -639,14 +645,14 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
             shutil.rmtree(backup, ignore_errors=True)
         raise
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
-    scratch = f"{database[:36]}_restore_{stamp}"
+    scratch = f"{scratch_prefix(database)}{stamp}"
     dump_file = backup / DUMP
     entries = table_data_entries(dump_file)
     log(f"backup {manifest['name']} is intact ({manifest['size']} bytes, {entries} tables); "
         f"restoring into a fresh database {scratch}")
     # A scratch database of a restore that was interrupted before its switch: never switched, never needed (only
     # one restore job of a stack runs at a time: components/backup_job.restore_job_name).
-    leftovers = quote_literal("^" + re.escape(database[:36]) + "_restore_[0-9]{14}$")
+    leftovers = quote_literal("^" + re.escape(scratch_prefix(database)) + "[0-9]{14}$")
     for left in psql(f"SELECT datname FROM pg_database WHERE datname ~ {leftovers}").split():
         log(f"dropping {left}, left by an interrupted restore")
         psql(f"DROP DATABASE {quote_ident(left)} WITH (FORCE)")
@@ -686,7 +692,7 @@ def switch(scratch: str) -> dict:
     ended, both renames and the re-opening commit together, and the backends reconnect as after a database
     restart. The previous data stays closed to connections (ALTER DATABASE ... ALLOW_CONNECTIONS true to look)."""
     database = db_name()
-    if not re.fullmatch(rf"{re.escape(database[:36])}_restore_(\d{{14}})", scratch):
+    if not re.fullmatch(rf"{re.escape(scratch_prefix(database))}(\d{{14}})", scratch):
         raise Refused(f"{scratch!r} is not a restore database of {database}")
     stamp = scratch.rsplit("_", 1)[1]
     previous = f"{database[:36]}_pre_restore_{stamp}"
