@@ -78,11 +78,11 @@ gate = ReleaseGate("release-gate", host, f"{backend.generation}-{web.generation 
 switch = edge.route_to(backend, web, certificates, gate)
 if acme:
     acme.issue_after(switch, host, settings, edge.container.name)
-images.prune_after(gate.check, after=[database.container, edge.container, *([acme.container] if acme else []),
-                                     *([backups.schedule] if backups.schedule else [])])
-PidsLimits("pids-limits", host, [database.container, edge.holder, edge.container, *backend.containers,
-                                 *([web.container] if web else []), *([acme.container] if acme else []),
-                                 *([backups.schedule] if backups.schedule else [])])
+# The containers that live across releases (their images are long-lived too).
+long_lived = [database.container, edge.holder, edge.container, *([acme.container] if acme else []),
+              *([backups.schedule] if backups.schedule else [])]
+images.prune_after(gate.check, after=long_lived)
+PidsLimits("pids-limits", host, [*long_lived, *backend.containers, *([web.container] if web else [])])
 
 pulumi.export("url", settings.url)
 pulumi.export("release", settings.release)

@@ -83,12 +83,9 @@ class InterruptedStack(LiveStack):
         """The stack's containers on the engine, once the one-off jobs that a killed update started (a backup
         job, `docker run --rm`) have ended by themselves."""
         deadline = time.monotonic() + 120
-        while self.running_one_offs() and time.monotonic() < deadline:
+        while self.containers("backup-job") and time.monotonic() < deadline:
             time.sleep(1)
         return self.containers("")
-
-    def running_one_offs(self) -> list[str]:
-        return [name for name in self.containers("backup-job")]
 
 
 class KillPoint:
