@@ -11,6 +11,7 @@ import pulumi
 from components.acme import Acme, AcmeArgs
 from components.app_secrets import AppSecrets
 from components.app_volumes import AppVolumes
+from components.archiving import Archiving, ArchivingArgs
 from components.backend import Backend, BackendArgs, generation, probe_url
 from components.backups import Backups, BackupsArgs
 from components.base_image import BaseImage, BaseImageArgs, iso_week, utc_today
@@ -52,6 +53,9 @@ backups = Backups("backups", BackupsArgs(settings, images.backup, images.backup_
                                          database_image_id=images.database.image_id), on_target)
 database = Database("database", DatabaseArgs(settings, images.database, networks.data, socket,
                                              after=[backups.pre_deploy]), on_target)
+backups.start_schedule(database.container)
+archiving = Archiving("archiving", ArchivingArgs(settings, host, images.backup_ref, database.container),
+                      on_target) if settings.database.pitr.enabled else None
 acme = Acme("acme", AcmeArgs(settings, images.acme, networks.public), on_target) if images.acme else None
 edge = Edge("edge", EdgeArgs(settings, images.edge, networks.app, networks.public, host, acme), on_target)
 # What a release waits for before it changes anything: none of its containers starts before the pre-deploy backup

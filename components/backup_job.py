@@ -24,6 +24,12 @@ def backups_volume(settings: Settings, stack: Optional[str] = None) -> str:
     return f"webstack-{stack or settings.stack}-backups"
 
 
+def data_volume(settings: Settings) -> str:
+    """The database's data volume: read-only in the jobs of a stack with continuous archiving (a base backup
+    copies its files)."""
+    return f"{settings.name_prefix}-pgdata"
+
+
 def socket_volume(settings: Settings) -> str:
     return f"{settings.name_prefix}-pgsocket"
 
@@ -54,8 +60,34 @@ def environment(settings: Settings, volumes: Sequence[str] = ()) -> dict[str, st
         "WEBSTACK_KEEP_SCHEDULED": str(database.backups.keepScheduled),
         "WEBSTACK_KEEP_PRE_DEPLOY": str(database.backups.keepPreDeploy),
         "WEBSTACK_SCHEDULE": database.backupSchedule, "WEBSTACK_VOLUMES": " ".join(volumes),
+        "WEBSTACK_JOB_TIMEOUT": str(database.backups.timeoutSeconds),
         "WEBSTACK_OFFSITE": json.dumps({"bucket": offsite.bucket, "prefix": offsite.prefix, "region": offsite.region,
                                         "endpoint": offsite.endpoint}, sort_keys=True) if offsite else "",
+        **pgbackrest_environment(settings),
+        **({"PGBACKREST_REPO1_RETENTION_FULL": str(database.pitr.keepFull)} if database.pitr.enabled else {}),
+    }
+
+
+PGBACKREST_REPO = f"{BACKUPS_DIR}/pgbackrest"
+PGBACKREST_STANZA = "webstack"
+
+
+def pgbackrest_environment(settings: Settings) -> dict[str, str]:
+    """pgBackRest's options as its PGBACKREST_* variables, the same in the database container (archive_command's
+    archive-push) and in the jobs (base backups, restores): nothing to render into a file or mount. None of them is a
+    secret. Empty without database.pitr. The retention is the jobs' alone (environment()): changing it does not
+    replace the database container."""
+    pitr = settings.database.pitr
+    if not pitr.enabled:
+        return {}
+    return {
+        "PGBACKREST_STANZA": PGBACKREST_STANZA, "PGBACKREST_REPO1_PATH": PGBACKREST_REPO,
+        "PGBACKREST_PG1_PATH": contract.PGDATA, "PGBACKREST_PG1_SOCKET_PATH": contract.SOCKET_DIR,
+        # The root filesystems are read-only: locks on the /tmp tmpfs, logs to stderr only (Docker rotates them).
+        "PGBACKREST_LOCK_PATH": "/tmp/pgbackrest", "PGBACKREST_LOG_LEVEL_FILE": "off",
+        "PGBACKREST_LOG_LEVEL_CONSOLE": "warn", "PGBACKREST_LOG_LEVEL_STDERR": "warn",
+        # A base backup asks for an immediate checkpoint instead of waiting for the next one.
+        "PGBACKREST_START_FAST": "y",
     }
 
 
@@ -92,22 +124,29 @@ def restore_job_name(settings: Settings) -> str:
 
 def run_args(settings: Settings, image: str, command: Sequence[str], *, volumes: Sequence[str] = (),
              credentials_on_stdin: bool = False, source_stack: Optional[str] = None,
-             name: Optional[str] = None) -> list[str]:
+             name: Optional[str] = None, restore_volumes: bool = False) -> list[str]:
     """`docker run` arguments of a one-off job (`docker` itself excluded). credentials_on_stdin: the job reads
     its S3 credentials as JSON from stdin (`-i`), so they are in no argument, environment or log.
     source_stack: another stack's backups volume, mounted read-only at /source (a restore from it).
     name: the job container's name, so that a job past its timeout can be removed (its `docker run` client
-    stopping does not stop it)."""
-    args = ["run", "--rm", *(["--name", name] if name else []), "--user", f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
+    stopping does not stop it).
+    restore_volumes: the job writes the app volumes (`restore-volumes`): as root with only the capabilities that
+    creating files owned by the app's uid needs, the volumes mounted writable; every other job reads them."""
+    user = ["--user", "0:0", "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE",
+            "--cap-add", "FOWNER", "-e", f"WEBSTACK_VOLUME_OWNER={contract.BACKEND_UID}:{contract.DBSOCK_GID}"] \
+        if restore_volumes else ["--user", f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}", "--cap-drop", "ALL"]
+    args = ["run", "--rm", *(["--name", name] if name else []), *user,
             "--group-add", str(contract.DBSOCK_GID), "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m",
-            "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--memory", f"{MEMORY_MB}m",
+            "--security-opt", "no-new-privileges:true", "--memory", f"{MEMORY_MB}m",
             "--memory-swap", f"{MEMORY_MB}m", "--pids-limit", str(PIDS_LIMIT), "--network", network(settings),
             "--label", f"webstack.stack={settings.stack}", "--label", "webstack.role=backup-job",
             "--log-driver", "json-file", "--log-opt", "max-size=10m", "--log-opt", "max-file=3",
             "-v", f"{socket_volume(settings)}:{contract.SOCKET_DIR}",
             "-v", f"{backups_volume(settings)}:{BACKUPS_DIR}"]
+    if settings.database.pitr.enabled:   # a base backup reads the data files
+        args += ["-v", f"{data_volume(settings)}:{contract.PGDATA}:ro"]
     for volume in volumes:
-        args += ["-v", f"{volume}:{VOLUMES_DIR}/{volume}:ro"]
+        args += ["-v", f"{volume}:{VOLUMES_DIR}/{volume}{'' if restore_volumes else ':ro'}"]
     if source_stack:
         args += ["-v", f"{backups_volume(settings, source_stack)}:{SOURCE_DIR}:ro"]
     for key, value in sorted(environment(settings, volumes).items()):

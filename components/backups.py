@@ -49,7 +49,10 @@ def pre_deploy_script(settings: Settings, image: str, *, database_image: str, vo
     reads its credentials on stdin (backup-pre-deploy-secrets.sh.j2 wraps it)."""
     database = settings.database
     offsite = database.offsite is not None
-    command = ["dump", "--reason", "pre-deploy"] + (["--credentials-stdin"] if offsite else [])
+    # With continuous archiving, a named restore point in the WAL (seconds, whatever the size of the data); the job
+    # takes a dump instead while the archive holds no base backup yet.
+    command = ["restore-point" if database.pitr.enabled else "dump", "--reason", "pre-deploy"] + (
+        ["--credentials-stdin"] if offsite else [])
     job = backup_job.pre_deploy_job_name(settings)
     return rendering.render(
         "host/backup-pre-deploy.sh.j2", stack=settings.stack, db_container=backup_job.database_container(settings),
@@ -81,11 +84,17 @@ class Backups(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
         self.signing_key = random.RandomPassword(f"{name}-signing-key", length=SIGNING_KEY_LENGTH, special=False,
                                                  opts=pulumi.ResourceOptions(parent=self))
-        credentials = backup_job.offsite_credentials(settings)
         self.pre_deploy = self._pre_deploy(name, args)
-        if settings.database.backupSchedule != "off":
-            self.schedule = self._schedule(name, args, credentials)
+        self._name, self._args = name, args
         self.register_outputs({"volume": self.volume.name, "signingKey": self.signing_key.result})
+
+    def start_schedule(self, database: docker.Container) -> Optional[docker.Container]:
+        """The scheduled backups' container, once the database runs (with database.pitr its base backups read the
+        data volume, which the database component creates); None with backupSchedule off."""
+        if self._args.settings.database.backupSchedule != "off":
+            self.schedule = self._schedule(self._name, self._args,
+                                           backup_job.offsite_credentials(self._args.settings), database)
+        return self.schedule
 
     def _pre_deploy(self, name: str, args: BackupsArgs) -> Command:
         settings = args.settings
@@ -105,10 +114,11 @@ class Backups(pulumi.ComponentResource):
             # Whatever replaces the database container runs it again: its image and every setting of it
             # (issue 21: a change of database.memoryMb or of containers/db alone replaced it with no backup).
             triggers=[image, args.database_image, args.database_image_id, database.name, database.user,
-                      database.memoryMb, f"cpus={database.cpus}", *args.triggers],
+                      database.memoryMb, f"cpus={database.cpus}", f"pitr={database.pitr.enabled}", *args.triggers],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.image, self.volume]))
 
-    def _schedule(self, name: str, args: BackupsArgs, credentials: Optional[dict]) -> docker.Container:
+    def _schedule(self, name: str, args: BackupsArgs, credentials: Optional[dict],
+                  database: docker.Container) -> docker.Container:
         settings = args.settings
         # No release in it: the container lives across releases (a release replacing it would wait for it to
         # stop and turn healthy again); its scheduled backups record no release.
@@ -124,6 +134,9 @@ class Backups(pulumi.ComponentResource):
                   docker.ContainerMountArgs(type="volume", source=self.volume.name, target=backup_job.BACKUPS_DIR)]
         mounts += [docker.ContainerMountArgs(type="volume", source=v, target=f"{backup_job.VOLUMES_DIR}/{v}",
                                              read_only=True) for v in args.volumes]
+        if settings.database.pitr.enabled:   # its base backups read the data files
+            mounts.append(docker.ContainerMountArgs(type="volume", source=backup_job.data_volume(settings),
+                                                    target=contract.PGDATA, read_only=True))
         return docker.Container(
             # The image's ID: a rebuild under the same tag (a new base image) replaces the container.
             f"{name}-schedule", name=f"{settings.name_prefix}-backup", image=args.image.image_id, envs=envs,
@@ -132,4 +145,4 @@ class Backups(pulumi.ComponentResource):
             healthcheck=healthcheck(["/usr/local/bin/webstack-backup", "health"]),
             **hardened(settings, "backup", user=f"{contract.POSTGRES_UID}:{contract.POSTGRES_UID}",
                        memory_mb=backup_job.MEMORY_MB),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.pre_deploy]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.pre_deploy, database]))

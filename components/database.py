@@ -8,7 +8,7 @@ from typing import Sequence
 import pulumi
 import pulumi_docker as docker
 
-from . import contract
+from . import backup_job, contract
 from .hardening import hardened, healthcheck
 from .settings import Settings
 from .socket_volume import SocketVolume
@@ -39,19 +39,25 @@ class Database(pulumi.ComponentResource):
         super().__init__("webstack:components:Database", name, None, opts)
         settings = args.settings
         self.data_volume = docker.Volume(
-            f"{name}-data", name=f"{settings.name_prefix}-pgdata",
+            f"{name}-data", name=backup_job.data_volume(settings),
             labels=[docker.VolumeLabelArgs(label="webstack.stack", value=settings.stack)],
             # Replacing or deleting this volume would lose the data: both are refused/skipped.
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True))
+        mounts = [docker.ContainerMountArgs(type="volume", source=self.data_volume.name, target=contract.PGDATA),
+                  args.socket.mount("Database")]
+        if settings.database.pitr.enabled:   # archive_command pushes each WAL segment into the backups volume's repository
+            mounts.append(docker.ContainerMountArgs(type="volume", source=backup_job.backups_volume(settings),
+                                                    target=backup_job.BACKUPS_DIR))
+        envs = [f"WEBSTACK_DB_NAME={settings.database.name}", f"WEBSTACK_DB_USER={settings.database.user}",
+                *(f"{k}={v}" for k, v in sorted(backup_job.pgbackrest_environment(settings).items()))]
         self.container = docker.Container(
             f"{name}-postgres",
             name=f"{settings.name_prefix}-db",
             # The image's ID, not its tag: an image rebuilt under the same tag (a new base image) replaces it.
             image=args.image.image_id,
-            envs=[f"WEBSTACK_DB_NAME={settings.database.name}", f"WEBSTACK_DB_USER={settings.database.user}"],
+            envs=envs,
             group_adds=[str(contract.DBSOCK_GID)],   # unix_socket_group: postgres must be a member to chgrp the socket
-            mounts=[docker.ContainerMountArgs(type="volume", source=self.data_volume.name, target=contract.PGDATA),
-                    args.socket.mount("Database")],
+            mounts=mounts,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network.name, aliases=["db"])],
             healthcheck=healthcheck(["pg_isready", "-q", "-h", contract.SOCKET_DIR], start_period="30s"),
             # SIGINT is PostgreSQL's fast shutdown: clean (checkpointed) without waiting for clients to leave.

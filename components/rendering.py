@@ -90,7 +90,8 @@ def render_postgresql_conf(database: Database) -> str:
     return render("db/postgresql.conf.j2", socket_dir=contract.SOCKET_DIR, conf_dir=contract.POSTGRES_CONF_DIR,
                   # Room for two generations of backends at once during a release (16 replicas x 8 workers each).
                   dbsock_gid=contract.DBSOCK_GID, max_connections=300,
-                  shared_buffers_mb=max(32, database.memoryMb // 4))
+                  shared_buffers_mb=max(32, database.memoryMb // 4),
+                  pitr=database.pitr.enabled, archive_timeout=database.pitr.archiveTimeoutSeconds)
 
 
 def render_pg_hba(database: Database) -> str:

@@ -255,6 +255,19 @@ class BackupRetention(Model):
     timeoutSeconds: int = Field(3600, ge=60, le=86400)
 
 
+class Pitr(Model):
+    """Continuous archiving with pgBackRest for point-in-time recovery (issue 21): WAL shipped to the stack's backups
+    volume as it fills (and at least every archiveTimeoutSeconds, so an idle database still archives), a base
+    backup on database.backupSchedule, and a named restore point instead of a dump before each update."""
+
+    enabled: bool = False
+    # The recovery point objective while the database writes little: a WAL segment is archived at least this often.
+    archiveTimeoutSeconds: int = Field(60, ge=10, le=3600)
+    # Base backups kept; WAL is kept as long as the oldest of them needs it, so this bounds how far back
+    # --to-time can go (keepFull x the schedule's interval).
+    keepFull: int = Field(2, ge=1, le=100)
+
+
 class Database(Model):
     name: str = "appdb"
     user: str = "app"
@@ -264,6 +277,7 @@ class Database(Model):
     cpus: Optional[float] = Field(None, gt=0, le=256)
     backupSchedule: str = "daily 03:15"
     offsite: Optional[Offsite] = None
+    pitr: Pitr = Pitr()
 
     @field_validator("backupSchedule")
     @classmethod
@@ -280,6 +294,15 @@ class Database(Model):
         if not SQL_NAME.fullmatch(v) or v == "postgres":
             raise ValueError(f"'{v}' must be a lower-case SQL identifier other than 'postgres'")
         return v
+
+    @model_validator(mode="after")
+    def _pitr_needs_base_backups(self) -> "Database":
+        if self.pitr.enabled and self.backupSchedule == "off":
+            # Without new base backups nothing could ever be expired: the archived WAL would grow until the disk fills.
+            raise FieldProblem("backupSchedule", "is 'off', but pitr.enabled needs base backups on a schedule (e.g. "
+                               "pulumi config set --path webstack:database.backupSchedule 'daily 03:15'), or set "
+                               "database.pitr.enabled false")
+        return self
 
 
 class Build(Model):

@@ -44,11 +44,12 @@ def backups_output(stack: auto.Stack) -> dict:
 
 
 def job(target: Target, backups: dict, command: Sequence[str], *, source_stack: Optional[str] = None,
-        signing_key: Optional[str] = None, name: Optional[str] = None) -> dict:
+        signing_key: Optional[str] = None, name: Optional[str] = None, restore_volumes: bool = False) -> dict:
     """Runs `webstack-backup COMMAND` on the target; its progress passes through to stderr; returns its RESULT.
     signing_key: another stack's key (a restore of that stack's offsite backup); default this stack's.
     Past database.backups.timeoutSeconds the job's container is removed and the command fails.
-    name: the job container's (default: one of its own); a job of that name still running is refused."""
+    name: the job container's (default: one of its own); a job of that name still running is refused.
+    restore_volumes: the job writes the app volumes (backup_job.run_args)."""
     settings: Settings = target.settings
     timeout = settings.database.backups.timeoutSeconds
     if name is None:
@@ -67,7 +68,7 @@ def job(target: Target, backups: dict, command: Sequence[str], *, source_stack: 
     args = backup_job.run_args(settings, backups["image"],
                                [*command, *(["--credentials-stdin"] if secrets else [])],
                                volumes=backups.get("appVolumes", []), credentials_on_stdin=bool(secrets),
-                               source_stack=source_stack, name=name)
+                               source_stack=source_stack, name=name, restore_volumes=restore_volumes)
     process = subprocess.Popen(target.command(args), stdin=subprocess.PIPE if secrets else subprocess.DEVNULL,
                                stdout=subprocess.PIPE, text=True)
     try:
@@ -111,8 +112,15 @@ def run(args: argparse.Namespace) -> int:
                 else f"on the target (volume {backups['volume']})"
             print(f"{len(rows)} backup(s) of stack {args.stack} {where}, oldest first:")
             for m in rows:
+                what = (f"restore point {m['restorePoint']['lsn']:>14}" if m.get("kind") == "restore-point"
+                        else f"{megabytes(m['size']):>10}  sha256 {m['sha256'][:12]}")
                 print(f"  {m['name']:<34} {m['reason']:<11} release {m['release'] or '-':<12} "
-                      f"{megabytes(m['size']):>10}  sha256 {m['sha256'][:12]}  PostgreSQL {m['postgresql']}")
+                      f"{what}  PostgreSQL {m['postgresql']}")
+            base = found.get("baseBackups")
+            if base is not None and not args.offsite:
+                oldest = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(base[0]["stop"])) if base else None
+                print(f"continuous archiving: {len(base)} base backup(s)" +
+                      (f"; --to-time reaches back to {oldest} UTC" if oldest else "; none yet"))
         if found.get("legacy"):
             print(legacy_note(found), file=sys.stderr)
         return 0

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 BACKUPS = Path("/backups")
 VOLUMES = Path("/volumes")
@@ -296,21 +296,7 @@ def dump(reason: str) -> dict:
             log(f"dumping database {database} (PostgreSQL {version}) of stack {stack}")
             run(["pg_dump", "-h", SOCKET, "-U", "postgres", "-d", database, "--format=custom",
                  "--file", str(partial / DUMP)], "pg_dump")
-            files = [DUMP]
-            volumes = os.environ.get("WEBSTACK_VOLUMES", "").split()
-            if volumes:
-                (partial / "volumes").mkdir()
-            for volume in volumes:
-                log(f"archiving app volume {volume}")
-                relative = f"volumes/{volume}.tar"
-                with tarfile.open(partial / relative, "w") as tar:
-                    tar.add(VOLUMES / volume, arcname=volume)
-                files.append(relative)
-            entries = {}
-            for relative in files:
-                path = partial / relative
-                fsync_path(path)
-                entries[relative] = {"size": path.stat().st_size, "sha256": sha256_of(path)}
+            entries = file_entries(partial, [DUMP, *archive_volumes(partial)])
             # project and stack are signed with the rest: a restore checks them before it uses the backup.
             manifest = {
                 "format": 1, "name": name, "project": project, "stack": stack, "reason": reason,
@@ -319,15 +305,7 @@ def dump(reason: str) -> dict:
                 "postgresql": version, "files": entries, "sha256": entries[DUMP]["sha256"],
                 "size": sum(e["size"] for e in entries.values()),
                 "tables": table_names(database)}
-            text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-            (partial / MANIFEST).write_bytes(text)
-            fsync_path(partial / MANIFEST)
-            if key:
-                (partial / SIGNATURE).write_text(signature(text, key) + "\n")
-                fsync_path(partial / SIGNATURE)
-            fsync_path(partial)
-            os.rename(partial, final)
-            fsync_path(BACKUPS)
+            seal(partial, final, manifest, key)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -336,6 +314,47 @@ def dump(reason: str) -> dict:
     uploaded = upload(final) if offsite() else None
     return {"name": name, "size": manifest["size"], "sha256": manifest["sha256"], "removed": removed,
             "offsite": uploaded}
+
+
+def archive_volumes(partial: Path) -> list[str]:
+    """volumes/<volume>.tar of each app volume mounted under /volumes (what a volume restore set aside is left
+    out); returns their names relative to `partial`."""
+    volumes = os.environ.get("WEBSTACK_VOLUMES", "").split()
+    if volumes:
+        (partial / "volumes").mkdir()
+    files = []
+    for volume in volumes:
+        log(f"archiving app volume {volume}")
+        relative = f"volumes/{volume}.tar"
+        with tarfile.open(partial / relative, "w") as tar:
+            tar.add(VOLUMES / volume, arcname=volume,
+                    filter=lambda member: None if RESTORE_LEFTOVER.match(member.name) else member)
+        files.append(relative)
+    return files
+
+
+def file_entries(partial: Path, files: list[str]) -> dict[str, dict]:
+    """Each file's size and SHA-256, once it is on disk (fsynced)."""
+    entries = {}
+    for relative in files:
+        path = partial / relative
+        fsync_path(path)
+        entries[relative] = {"size": path.stat().st_size, "sha256": sha256_of(path)}
+    return entries
+
+
+def seal(partial: Path, final: Path, manifest: dict, key: bytes | None) -> None:
+    """Writes the manifest (and its signature) into `partial`, fsyncs, renames it to `final`: from then on it is a
+    complete backup."""
+    text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (partial / MANIFEST).write_bytes(text)
+    fsync_path(partial / MANIFEST)
+    if key:
+        (partial / SIGNATURE).write_text(signature(text, key) + "\n")
+        fsync_path(partial / SIGNATURE)
+    fsync_path(partial)
+    os.rename(partial, final)
+    fsync_path(BACKUPS)
 
 
 # --- retention ----------------------------------------------------------------------------------------------
@@ -630,26 +649,99 @@ def scratch_prefix(database: str) -> str:
     return f"{database[:36]}_restore_"
 
 
+def pre_deploy_point(release: str, root: Path, project: str, stack: str) -> Path:
+    """The restore point (or dump) the update that deployed `release` took before it changed anything."""
+    taken = [b for b in complete_backups(root) if is_from(b, project, stack)
+             and manifest_of(b).get("reason") == "pre-deploy" and manifest_of(b).get("release") == release]
+    if not taken:
+        releases = sorted({m.get("release") for m in map(manifest_of, complete_backups(root))
+                           if m.get("reason") == "pre-deploy" and m.get("release")})
+        raise Refused(f"no pre-deploy restore point of release {release!r} is kept (keepPreDeploy); releases with "
+                      f"one: {', '.join(releases[-10:]) or 'none'}")
+    return taken[-1]
+
+
 def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack: str, verify_only: bool,
-                    source_project: str | None = None) -> dict:
+                    source_project: str | None = None, to_time: str | None = None,
+                    before_release: str | None = None, volumes_only: bool = False) -> dict:
     """Verify, restore into a fresh database, check it; verify_only drops it again. Changes nothing else.
-    source_stack/source_project: whose backup this restore takes (default this stack, this project)."""
-    database, user = db_name(), db_user()
+    source_stack/source_project: whose backup this restore takes (default this stack, this project).
+    With continuous archiving: to_time, a restore-point manifest (by name or before_release), or no choice at all
+    (the end of the archive) recover the archive instead of a dump. volumes_only: only say which backup set holds
+    the app volumes (the database is not restored)."""
+    database = db_name()
     project = source_project or env("WEBSTACK_PROJECT")
-    backup = fetch(name, project, source_stack) if from_s3 else choose(source, name, project, source_stack)
-    log(f"verifying the checksums of backup {backup.name.removeprefix('.incoming-')}")
+    own = source_stack == env("WEBSTACK_STACK") and project == env("WEBSTACK_PROJECT") and not from_s3
+    if (to_time or before_release) and not own:
+        raise Refused("--to-time and --before-release recover this stack's own archive on its backups volume; "
+                      "--from-s3 and --from-stack take a dump (--name)")
+    if to_time and not pitr_enabled():
+        raise Refused("--to-time needs continuous archiving: set webstack:database.pitr.enabled true and deploy; "
+                      "until then, restore a backup by --name")
+    backup = None
+    if before_release:
+        backup = pre_deploy_point(before_release, source, project, source_stack)
+    elif name is not None or not (own and pitr_enabled()) or to_time:
+        if not to_time:
+            backup = fetch(name, project, source_stack) if from_s3 else choose(source, name, project, source_stack)
+    point = None
+    if backup is not None:
+        log(f"verifying the checksums of backup {backup.name.removeprefix('.incoming-')}")
+        try:
+            manifest = verify(backup)
+        except Refused:
+            if from_s3:   # a download that failed verification is not kept
+                shutil.rmtree(backup, ignore_errors=True)
+            raise
+        if manifest.get("kind") == RESTORE_POINT:
+            if not pitr_enabled():
+                raise Refused(f"{manifest['name']} is a restore point in the WAL archive, and this stack has "
+                              "database.pitr.enabled false now: turn it on again to recover it")
+            point = manifest
+    volume_set = backup
+    if to_time:   # the volumes have no archive of their own: their newest copy taken by then
+        volume_set = volume_set_before(recovery_datetime(to_time), source, project, source_stack)
+    volumes = volumes_in(manifest_of(volume_set)) if volume_set is not None else []
+    chosen = {"volumeSet": volume_set.name.removeprefix(".incoming-") if volumes else None, "volumes": volumes}
+    if volumes_only:
+        return {"backup": (backup or volume_set or Path("-")).name.removeprefix(".incoming-"), **chosen}
+    for stale in BACKUPS.glob(f"{PITR_SCRATCH}*"):   # left by a restore that was interrupted
+        shutil.rmtree(stale, ignore_errors=True)
+    work = None
+    if backup is None or point is not None:
+        options, label = pitr_target(to_time, point)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        work = BACKUPS / f"{PITR_SCRATCH}{stamp}"
+        work.mkdir(mode=0o700)
+        dump_file = pitr_restore_dump(options, label, work)
+        described = {"backup": point["name"] if point else label, "size": dump_file.stat().st_size, "target": label}
+    else:
+        dump_file = backup / DUMP
+        described = {"backup": manifest["name"], "size": manifest["size"]}
     try:
-        manifest = verify(backup)
-    except Refused:
-        if from_s3:   # a download that failed verification is not kept
-            shutil.rmtree(backup, ignore_errors=True)
-        raise
+        scratch, counts = restore_into_scratch(dump_file, database)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    if backup is not None and from_s3:   # keep the downloaded backup beside the local ones: it is verified now
+        final = BACKUPS / backup.name.removeprefix(".incoming-")   # a BACKUP_NAME, checked by fetch()
+        if not final.exists():
+            os.rename(backup, final)
+        else:
+            shutil.rmtree(backup)
+    if verify_only:
+        psql(f"DROP DATABASE {quote_ident(scratch)}")
+        log(f"verify mode: the scratch database {scratch} was checked and dropped; nothing else changed")
+    return {**described, "scratch": scratch, "tables": counts, "verifyOnly": verify_only, **chosen}
+
+
+def restore_into_scratch(dump_file: Path, database: str) -> tuple[str, dict[str, int]]:
+    """Restores a dump into a fresh database <scratch_prefix><time> and counts its rows; returns both."""
+    user = db_user()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
     scratch = f"{scratch_prefix(database)}{stamp}"
-    dump_file = backup / DUMP
     entries = table_data_entries(dump_file)
-    log(f"backup {manifest['name']} is intact ({manifest['size']} bytes, {entries} tables); "
-        f"restoring into a fresh database {scratch}")
+    log(f"the dump holds {entries} tables; restoring into a fresh database {scratch}")
     # A scratch database of a restore that was interrupted before its switch: never switched, never needed (only
     # one restore job of a stack runs at a time: components/backup_job.restore_job_name).
     leftovers = quote_literal("^" + re.escape(scratch_prefix(database)) + "[0-9]{14}$")
@@ -671,17 +763,7 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
         raise
     for table, count in sorted(counts.items()):
         log(f"  {table!r}: {count} rows")
-    if from_s3:   # keep the downloaded backup beside the local ones: it is verified now
-        final = BACKUPS / backup.name.removeprefix(".incoming-")   # a BACKUP_NAME, checked by fetch()
-        if not final.exists():
-            os.rename(backup, final)
-        else:
-            shutil.rmtree(backup)
-    if verify_only:
-        psql(f"DROP DATABASE {quote_ident(scratch)}")
-        log(f"verify mode: the scratch database {scratch} was checked and dropped; nothing else changed")
-    return {"backup": manifest["name"], "scratch": scratch, "tables": counts, "verifyOnly": verify_only,
-            "size": manifest["size"]}
+    return scratch, counts
 
 
 def switch(scratch: str) -> dict:
@@ -726,6 +808,312 @@ def switch(scratch: str) -> dict:
     return {"database": database, "previous": previous if had_current else None}
 
 
+# --- continuous archiving and point-in-time recovery (database.pitr) ---------------------------------------------
+# pgBackRest keeps the archive in /backups/pgbackrest: base backups and every WAL segment the database's
+# archive_command pushed. Its options are the PGBACKREST_* variables webstack sets (components/backup_job.py).
+# A restore point before an update is a named point in the WAL (seconds, whatever the size of the data) recorded as
+# a manifest of kind "restore-point"; a restore recovers the archive into a scratch data directory on this volume,
+# starts a private server on it (no TCP, a socket in /tmp, archiving off), dumps the database from it and goes on
+# as a dump's restore does: into a fresh database of the running cluster, checked, then switched.
+
+PITR_SCRATCH = ".pitr-"
+PITR_SOCKET = Path("/tmp/webstack-pitr")
+RESTORE_POINT = "restore-point"
+ARCHIVED_WITHIN_SECONDS = 120
+
+
+def pitr_enabled() -> bool:
+    return bool(os.environ.get("PGBACKREST_STANZA"))
+
+
+def pgbackrest(*args: str, what: str | None = None) -> str:
+    done = subprocess.run(["pgbackrest", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Refused(f"pgbackrest {what or args[-1]} failed: {(done.stderr or done.stdout).strip()[-1500:]}")
+    return done.stdout
+
+
+def base_backups() -> list[dict]:
+    """pgBackRest's base backups of the stanza, oldest first; [] when there is none, or no stanza yet."""
+    done = subprocess.run(["pgbackrest", "info", "--output=json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        log(f"pgbackrest info: {done.stderr.strip()[-300:]}")
+        return []
+    stanzas = json.loads(done.stdout or "[]")
+    return stanzas[0].get("backup", []) if stanzas else []
+
+
+def archived(segment: str) -> bool:
+    """Whether WAL segment `segment` (24 hex digits) is in the archive."""
+    repo = Path(env("PGBACKREST_REPO1_PATH")) / "archive" / env("PGBACKREST_STANZA")
+    return any(repo.glob(f"*/{segment[:16]}/{segment}-*"))
+
+
+def wait_archived(segment: str) -> None:
+    deadline = time.monotonic() + ARCHIVED_WITHIN_SECONDS
+    while not archived(segment):
+        if time.monotonic() > deadline:
+            failed = psql("SELECT coalesce(last_failed_wal, '-') || ' at ' || coalesce(last_failed_time::text, '-') "
+                          "FROM pg_stat_archiver")
+            raise Refused(f"WAL segment {segment} is not in the archive {ARCHIVED_WITHIN_SECONDS}s after it was "
+                          f"finished (last failed push: {failed}): archiving is broken or far behind, so no restore "
+                          "point can be promised. See the database's log (python -m ops logs --stack STACK database)")
+        time.sleep(0.5)
+
+
+def pitr_init() -> dict:
+    """Creates the stanza (idempotent), checks that archive_command delivers, and takes the first full base
+    backup when there is none: from then on every later point in time is recoverable."""
+    with Lock():
+        pgbackrest("stanza-create")
+        pgbackrest("check")   # switches to a new WAL segment and waits until it is in the archive
+        backups = base_backups()
+        if not backups:
+            log("no base backup yet: taking the first full backup")
+            pgbackrest("backup", "--type=full")
+            backups = base_backups()
+    log(f"continuous archiving works; {len(backups)} base backup(s), the newest {backups[-1]['label']}")
+    return {"baseBackups": len(backups), "newest": backups[-1]["label"]}
+
+
+def base_backup() -> dict:
+    """A full base backup; pgBackRest then expires the base backups beyond keepFull and the WAL only they needed."""
+    with Lock():
+        log("taking a full base backup (pgBackRest)")
+        pgbackrest("backup", "--type=full")
+        backups = base_backups()
+    newest = backups[-1]
+    log(f"base backup {newest['label']}; {len(backups)} kept")
+    return {"name": newest["label"], "baseBackups": len(backups)}
+
+
+def restore_point(reason: str) -> dict:
+    """A named restore point in the WAL, archived before this returns, recorded as a manifest of kind
+    restore-point. Without a base backup yet (archiving was just turned on) a dump is taken instead."""
+    if not base_backups():
+        log("no base backup in the archive yet, so a restore point could not be recovered: taking a dump instead")
+        return dump(reason)
+    project, stack, database, user = env("WEBSTACK_PROJECT"), env("WEBSTACK_STACK"), db_name(), db_user()
+    now = dt.datetime.now(dt.timezone.utc)
+    name = f"{now:%Y%m%dT%H%M%SZ}-{reason}"
+    point = f"webstack-{name}"
+    with Lock():
+        final = BACKUPS / name
+        if final.exists():
+            raise Refused(f"backup {name} exists already; wait a second and run again")
+        lsn = psql(f"SELECT pg_create_restore_point({quote_literal(point)})")
+        # The segment holding the point is finished now, not at archive_timeout: pg_walfile_name() of the switch's
+        # end position names the segment just finished.
+        segment = psql("SELECT pg_walfile_name(pg_switch_wal())")
+        wait_archived(segment)
+        manifest = {
+            "format": 1, "name": name, "project": project, "stack": stack, "reason": reason, "kind": RESTORE_POINT,
+            "release": env("WEBSTACK_RELEASE", ""), "created": now.isoformat(timespec="seconds"),
+            "database": {"name": database, "user": user}, "postgresql": server_version(), "files": {},
+            "sha256": "", "size": 0, "restorePoint": {"name": point, "lsn": lsn, "segment": segment}}
+        partial = BACKUPS / f".partial-{name}"
+        partial.mkdir(mode=0o700)
+        try:
+            # The app volumes have no archive of their own: each restore point carries their copy.
+            manifest["files"] = file_entries(partial, archive_volumes(partial))
+            manifest["size"] = sum(e["size"] for e in manifest["files"].values())
+            seal(partial, final, manifest, signing_key())
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        log(f"restore point {point} at {lsn}, archived in segment {segment}")
+        removed = prune(keep_counts())
+    return {"name": name, "size": manifest["size"], "sha256": "", "removed": removed, "offsite": None,
+            "restorePoint": point}
+
+
+def recovery_time(value: str) -> str:
+    """--to-time as PostgreSQL reads it unambiguously: a time without a zone is UTC."""
+    return recovery_datetime(value).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+def recovery_datetime(value: str) -> dt.datetime:
+    """--to-time in UTC; refused when it is no time or in the future."""
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Refused(f"--to-time {value!r} is not a time like '2026-12-03 10:15:00' (UTC) or "
+                      "'2026-12-03T11:15:00+01:00'") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    when = when.astimezone(dt.timezone.utc)
+    if when > dt.datetime.now(dt.timezone.utc):
+        raise Refused(f"--to-time {value!r} is in the future ({when:%Y-%m-%d %H:%M:%S} UTC)")
+    return when
+
+
+def base_backup_before(when: dt.datetime, backups: list[dict]) -> dict:
+    """The newest base backup that finished before `when` (a recovery replays WAL forward from a backup)."""
+    earlier = [b for b in backups if b["timestamp"]["stop"] < when.timestamp()]
+    if not earlier:
+        oldest = dt.datetime.fromtimestamp(backups[0]["timestamp"]["stop"], dt.timezone.utc) if backups else None
+        raise Refused(f"no base backup finished before {when:%Y-%m-%d %H:%M:%S} UTC, so the archive cannot recover "
+                      "to it" + (f"; the earliest recoverable time is {oldest:%Y-%m-%d %H:%M:%S} UTC" if oldest else
+                                 "") + " (database.pitr.keepFull sets how far back it reaches)")
+    return earlier[-1]
+
+
+def pitr_target(to_time: str | None, point: dict | None) -> tuple[list[str], str]:
+    """pgBackRest's restore options for the target, and how to name it."""
+    backups = base_backups()
+    if not backups:
+        raise Refused("the archive holds no base backup yet: deploy the stack with database.pitr.enabled first")
+    if to_time is not None:
+        target = recovery_time(to_time)
+        base_backup_before(recovery_datetime(to_time), backups)
+        return ["--type=time", f"--target={target}", "--target-action=promote"], f"the time {target[:19]} UTC"
+    if point is not None:
+        created = dt.datetime.fromisoformat(point["created"])
+        label = base_backup_before(created, backups)["label"]
+        return (["--type=name", f"--target={point['restorePoint']['name']}", "--target-action=promote",
+                 f"--set={label}"], f"restore point {point['restorePoint']['name']}")
+    return ["--type=default"], "the end of the archive"
+
+
+def pitr_restore_dump(options: list[str], label: str, work: Path) -> Path:
+    """Recovers the archive into work/data, starts a private server on it, dumps the stack's database to
+    work/database.dump and stops the server; returns the dump."""
+    data = work / "data"
+    log(f"recovering the archive to {label} into a scratch data directory")
+    # archive-mode=off: the recovered cluster never pushes into this stack's archive.
+    pgbackrest("restore", f"--pg1-path={data}", "--archive-mode=off", *options, what="restore")
+    PITR_SOCKET.mkdir(mode=0o700, exist_ok=True)
+    server_log = work / "server.log"
+    # hot_standby off: no connections until recovery ends (and no need for the primary's max_connections).
+    settings = (f"-c listen_addresses='' -c unix_socket_directories={PITR_SOCKET} -c archive_mode=off "
+                "-c hot_standby=off -c max_connections=20 -c shared_buffers=64MB -c logging_collector=off")
+    remaining = max(60, int(env("WEBSTACK_JOB_TIMEOUT", "3600")))
+    started = subprocess.run(["pg_ctl", "-D", str(data), "-w", "-t", str(remaining), "-l", str(server_log),
+                              "-o", settings, "start"], capture_output=True, text=True)
+    try:
+        if started.returncode != 0:
+            tail = server_log.read_text(errors="replace")[-1500:] if server_log.exists() else started.stderr
+            raise Refused(f"the recovered server did not start (recovery to {label}): {tail.strip()}")
+        local = dict(database="postgres")
+
+        def query(sql: str) -> str:
+            done = subprocess.run(["psql", "-h", str(PITR_SOCKET), "-U", "postgres", "-d", local["database"], "-X",
+                                   "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True,
+                                  text=True, env={**os.environ, "PGOPTIONS": "-c search_path=pg_catalog"})
+            if done.returncode != 0:
+                raise Refused(f"psql on the recovered server failed: {done.stderr.strip()[-500:]}")
+            return done.stdout.strip()
+
+        if query("SELECT pg_is_in_recovery()") != "f":
+            raise Refused(f"the recovered server is still in recovery: {label} was not reached")
+        last = query("SELECT coalesce((pg_last_committed_xact()).timestamp::text, 'unknown')")
+        log(f"recovered; the last transaction replayed committed at {last}")
+        dump_file = work / DUMP
+        run(["pg_dump", "-h", str(PITR_SOCKET), "-U", "postgres", "-d", db_name(), "--format=custom",
+             "--file", str(dump_file)], "pg_dump of the recovered database")
+        return dump_file
+    finally:
+        subprocess.run(["pg_ctl", "-D", str(data), "-w", "-t", "60", "-m", "fast", "stop"], capture_output=True)
+
+
+# --- app volumes ------------------------------------------------------------------------------------------------
+# A volume's copy in a backup set is volumes/<volume>.tar. Its restore runs as root with only CHOWN, DAC_OVERRIDE
+# and FOWNER (components/backup_job.run_args, restore_volumes=True): it extracts into <volume>/.webstack-restore-<time>
+# (only directories and regular files under <volume>/, each created new, owned by the app's uid), then swaps entry by
+# entry: the current one moves to <volume>/.webstack-pre-restore-<time> (kept), the restored one takes its place.
+# The backends keep running; each entry is the old or the new one at any moment, and a rerun finishes an
+# interrupted swap.
+
+VOLUME_STAGING = ".webstack-restore-"
+VOLUME_KEPT = ".webstack-pre-restore-"
+RESTORE_LEFTOVER = re.compile(r"[^/]+/\.webstack-(?:pre-)?restore-")   # <volume>/.webstack-...: never archived
+
+
+def volumes_in(manifest: dict) -> list[str]:
+    return sorted(f[len("volumes/"):-len(".tar")] for f in manifest.get("files", {}) if VOLUME_FILE.fullmatch(f))
+
+
+def volume_set_before(when: dt.datetime, root: Path, project: str, stack: str) -> Path | None:
+    """The newest backup set of this stack taken at or before `when` that holds app volumes."""
+    sets = [b for b in complete_backups(root) if is_from(b, project, stack) and volumes_in(manifest_of(b))
+            and dt.datetime.fromisoformat(manifest_of(b)["created"]) <= when]
+    return sets[-1] if sets else None
+
+
+def extract_volume(archive: Path, volume: str, staging: Path) -> int:
+    """The archive's entries under <volume>/ into staging/<volume>; returns how many. Anything else (a link, a
+    device, a name outside <volume>/) is refused: the archive is data, never a way to write elsewhere."""
+    uid, gid = (int(part) for part in env("WEBSTACK_VOLUME_OWNER").split(":"))
+    (staging / volume).mkdir(mode=0o700)
+    count = 0
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            parts = PurePosixPath(member.name).parts
+            if not parts or parts[0] != volume or ".." in parts or member.name.startswith("/"):
+                raise Refused(f"volumes/{volume}.tar holds {member.name!r}, outside {volume}/: refused, nothing of the "
+                              "volume was changed")
+            if not (member.isdir() or member.isfile()):
+                raise Refused(f"volumes/{volume}.tar holds {member.name!r}, which is neither a file nor a directory "
+                              "(links and devices are not restored): refused, nothing of the volume was changed")
+            target = staging.joinpath(*parts)
+            if member.isdir():
+                target.mkdir(mode=0o700, exist_ok=len(parts) == 1)
+            elif not target.parent.is_dir():
+                raise Refused(f"volumes/{volume}.tar holds {member.name!r} before its directory: not an archive "
+                              "webstack wrote; refused, nothing of the volume was changed")
+            else:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(tar.extractfile(member), out, CHUNK)
+            os.chown(target, uid, gid, follow_symlinks=False)
+            os.chmod(target, member.mode & (0o2777 if member.isdir() else 0o777))
+            count += 1
+    return count
+
+
+def swap_in(root: Path, restored: Path, kept: Path) -> None:
+    kept.mkdir(mode=0o700, exist_ok=True)
+    names = {p.name for p in root.iterdir() if not p.name.startswith(".webstack-")} | {p.name for p in restored.iterdir()}
+    for name in sorted(names):
+        if os.path.lexists(root / name):
+            os.rename(root / name, kept / name)
+        if os.path.lexists(restored / name):
+            os.rename(restored / name, root / name)
+
+
+def restore_volumes(name: str, volumes: list[str], source: Path, project: str, stack: str) -> dict:
+    """Restores the named app volumes from backup set `name` (checksums verified first)."""
+    if not BACKUP_NAME.fullmatch(name) or not (source / name / MANIFEST).is_file():
+        raise Refused(f"no backup named {name!r} in {source}")
+    manifest = verify(source / name)
+    check_origin(manifest, project, stack)
+    missing = [v for v in volumes if v not in volumes_in(manifest)]
+    if missing:
+        raise Refused(f"backup {name} holds no copy of app volume(s) {', '.join(missing)} (it has: "
+                      f"{', '.join(volumes_in(manifest)) or 'none'})")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    restored = {}
+    for volume in volumes:
+        root = VOLUMES / volume
+        if not root.is_dir():
+            raise Refused(f"app volume {volume} is not mounted in the job (is it still in backend.volumes?)")
+        for stale in root.glob(f"{VOLUME_STAGING}*"):   # an interrupted restore's extraction
+            shutil.rmtree(stale)
+        staging = root / f"{VOLUME_STAGING}{stamp}"
+        staging.mkdir(mode=0o700)
+        try:
+            count = extract_volume(source / name / f"volumes/{volume}.tar", volume, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        swap_in(root, staging / volume, root / f"{VOLUME_KEPT}{stamp}")
+        shutil.rmtree(staging)
+        log(f"app volume {volume}: {count} entries restored from {name}; the previous ones are kept in "
+            f"{VOLUME_KEPT}{stamp}/ inside it")
+        restored[volume] = count
+    return {"backup": name, "volumes": restored, "kept": f"{VOLUME_KEPT}{stamp}"}
+
+
 # --- schedule -----------------------------------------------------------------------------------------------
 
 def next_run(schedule: str, now: dt.datetime) -> dt.datetime:
@@ -759,7 +1147,10 @@ def schedule() -> None:
             beat()
             time.sleep(min(15.0, max(0.5, (due - dt.datetime.now(dt.timezone.utc)).total_seconds())))
         try:
-            outcome = dump("scheduled")
+            # With continuous archiving the schedule takes base backups (the dumps' offsite copies stay, when set).
+            outcome = base_backup() if pitr_enabled() else None
+            if outcome is None or offsite():
+                outcome = dump("scheduled")
             beat("ok " + outcome["name"])
         except Exception as exc:   # noqa: BLE001 - the loop must survive one failed run, and say why
             log(f"error: the scheduled backup failed: {exc}")
@@ -794,6 +1185,19 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--source-stack", help="the stack whose backup this restore takes (default: this one)")
     r.add_argument("--source-project", help="that stack's project (default: this one)")
     r.add_argument("--verify-only", action="store_true")
+    r.add_argument("--to-time", help="recover the archive to this time (database.pitr)")
+    r.add_argument("--before-release", help="the restore point the update that deployed this release took")
+    r.add_argument("--volumes-only", action="store_true")
+    p = sub.add_parser("restore-point", parents=[common])
+    p.add_argument("--reason", default="manual")
+    sub.add_parser("pitr-init", parents=[common])
+    sub.add_parser("base-backup", parents=[common])
+    v = sub.add_parser("restore-volumes", parents=[common])
+    v.add_argument("--name", required=True)
+    v.add_argument("--volume", action="append", required=True)
+    v.add_argument("--source", default=str(BACKUPS))
+    v.add_argument("--source-stack")
+    v.add_argument("--source-project")
     s = sub.add_parser("switch", parents=[common])
     s.add_argument("--scratch", required=True)
     sub.add_parser("schedule")
@@ -804,14 +1208,26 @@ def main(argv: list[str] | None = None) -> int:
             read_credentials_from_stdin()
         if args.command == "dump":
             result(dump(args.reason))
+        elif args.command == "restore-point":
+            result(restore_point(args.reason) if pitr_enabled() else dump(args.reason))
+        elif args.command == "pitr-init":
+            result(pitr_init())
+        elif args.command == "base-backup":
+            result(base_backup())
         elif args.command == "list":
             if args.offsite:
                 result(list_offsite())
             else:
-                result({"backups": [manifest_of(b) for b in complete_backups()]})
+                result({"backups": [manifest_of(b) for b in complete_backups()],
+                        **({"baseBackups": [{"name": b["label"], "stop": b["timestamp"]["stop"]} for b in base_backups()]}
+                           if pitr_enabled() else {})})
         elif args.command == "restore-prepare":
             result(restore_prepare(args.name, args.from_s3, Path(args.source),
-                                   args.source_stack or env("WEBSTACK_STACK"), args.verify_only, args.source_project))
+                                   args.source_stack or env("WEBSTACK_STACK"), args.verify_only, args.source_project,
+                                   args.to_time, args.before_release, args.volumes_only))
+        elif args.command == "restore-volumes":
+            result(restore_volumes(args.name, args.volume, Path(args.source),
+                                   args.source_project or env("WEBSTACK_PROJECT"), args.source_stack or env("WEBSTACK_STACK")))
         elif args.command == "switch":
             result(switch(args.scratch))
         elif args.command == "schedule":
