@@ -57,14 +57,28 @@ def certificate_expiry(target: Target, edge: str) -> str:
     return f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({left.days} days left)"
 
 
-def last_backups(stack, target: Target, count: int = 3) -> list[dict] | str:
-    """The newest backups on the target (newest first), or why there are none to show."""
+def last_backups(stack, target: Target, count: int = 3) -> tuple[list[dict] | str, str | None]:
+    """The newest backups on the target (newest first), or why there are none to show; and with database.pitr the
+    archive's state in one line."""
     try:
-        rows = backup.job(target, backup.backups_output(stack), ["list"])["backups"]
+        found = backup.job(target, backup.backups_output(stack), ["list"])
     except OpsError as exc:
-        return f"unknown ({exc})"
-    return [{"name": m["name"], "reason": m["reason"], "release": m["release"], "size": m["size"]}
-            for m in reversed(rows[-count:])] or "none yet"
+        return f"unknown ({exc})", None
+    rows = [{"name": m["name"], "reason": m["reason"], "release": m["release"], "size": m["size"]}
+            for m in reversed(found["backups"][-count:])] or "none yet"
+    archiving = archiving_line(found["archiver"], len(found["baseBackups"])) if "archiver" in found else None
+    return rows, archiving
+
+
+def archiving_line(archiver: dict, base_backups: int) -> str:
+    """The WAL archive's state in one line: how far behind it is, and any failure."""
+    age = archiver.get("secondsSinceLastArchived")
+    line = (f"archiving: last WAL segment {archiver.get('lastArchivedWal') or '-'} archived "
+            f"{'-' if age is None else f'{age:.0f}s'} ago, {base_backups} base backup(s)")
+    if archiver.get("failed"):
+        line += (f"; {archiver['failed']} failed push(es), the last {archiver['lastFailedWal']} at "
+                 f"{archiver['lastFailedAt']} (python -m ops logs database)")
+    return line
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
     rows = service_rows(target.containers(), now)
     edge = next((r["container"] for r in rows if r["service"] == "edge"), None)
     expiry = certificate_expiry(target, edge) if edge and target.settings.tls_enabled else "TLS off"
-    backups = last_backups(stack, target) if rows else "-"
+    backups, archiving = last_backups(stack, target) if rows else ("-", None)
     if args.json:
-        print(json.dumps({"stack": args.stack, "services": rows, "certificate": expiry, "backups": backups}, indent=2))
+        print(json.dumps({"stack": args.stack, "services": rows, "certificate": expiry, "backups": backups,
+                          "archiving": archiving}, indent=2))
         return 0
     print(f"stack {args.stack} on {target.settings.target.kind} target; certificate: {expiry}")
     columns = ("service", "container", "release", "imageId", "state", "health", "uptime", "restarts")
@@ -91,4 +106,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("last backups: " + "; ".join(f"{b['name']} ({b['reason']}, release {b['release'] or '-'}, "
                                            f"{backup.megabytes(b['size'])})" for b in backups))
+    if archiving:
+        print(archiving)
     return 0

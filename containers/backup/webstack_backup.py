@@ -710,6 +710,9 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
     work = None
     if backup is None or point is not None:
         options, label = pitr_target(to_time, point)
+        # What the running database wrote up to now is in the archive before the recovery reads it (a time a
+        # moment ago lies in a segment archive_timeout has not finished yet).
+        log(f"archived up to WAL segment {flush_archive()}")
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         work = BACKUPS / f"{PITR_SCRATCH}{stamp}"
         work.mkdir(mode=0o700)
@@ -861,9 +864,27 @@ def wait_archived(segment: str) -> None:
         time.sleep(0.5)
 
 
+def archiver() -> dict:
+    """How archiving is doing (pg_stat_archiver): seconds since the last segment was archived, the failures."""
+    row = psql("SELECT json_build_object('lastArchivedWal', last_archived_wal, 'secondsSinceLastArchived', "
+               "round(extract(epoch FROM now() - last_archived_time)), 'failed', failed_count, 'lastFailedWal', "
+               "last_failed_wal, 'lastFailedAt', last_failed_time) FROM pg_stat_archiver")
+    return json.loads(row)
+
+
+def flush_archive() -> str:
+    """Finishes the current WAL segment now, not at archive_timeout, and waits until the archive holds it: everything
+    committed before this call is then recoverable. Returns the segment's name."""
+    # pg_walfile_name() of the switch's end position names the segment just finished.
+    segment = psql("SELECT pg_walfile_name(pg_switch_wal())")
+    wait_archived(segment)
+    return segment
+
+
 def pitr_init() -> dict:
     """Creates the stanza (idempotent), checks that archive_command delivers, and takes the first full base
     backup when there is none: from then on every later point in time is recoverable."""
+    Path(env("PGBACKREST_REPO1_PATH")).mkdir(mode=0o750, exist_ok=True)
     with Lock():
         pgbackrest("stanza-create")
         pgbackrest("check")   # switches to a new WAL segment and waits until it is in the archive
@@ -902,10 +923,7 @@ def restore_point(reason: str) -> dict:
         if final.exists():
             raise Refused(f"backup {name} exists already; wait a second and run again")
         lsn = psql(f"SELECT pg_create_restore_point({quote_literal(point)})")
-        # The segment holding the point is finished now, not at archive_timeout: pg_walfile_name() of the switch's
-        # end position names the segment just finished.
-        segment = psql("SELECT pg_walfile_name(pg_switch_wal())")
-        wait_archived(segment)
+        segment = flush_archive()
         manifest = {
             "format": 1, "name": name, "project": project, "stack": stack, "reason": reason, "kind": RESTORE_POINT,
             "release": env("WEBSTACK_RELEASE", ""), "created": now.isoformat(timespec="seconds"),
@@ -979,6 +997,7 @@ def pitr_restore_dump(options: list[str], label: str, work: Path) -> Path:
     """Recovers the archive into work/data, starts a private server on it, dumps the stack's database to
     work/database.dump and stops the server; returns the dump."""
     data = work / "data"
+    data.mkdir(mode=0o700)
     log(f"recovering the archive to {label} into a scratch data directory")
     # archive-mode=off: the recovered cluster never pushes into this stack's archive.
     pgbackrest("restore", f"--pg1-path={data}", "--archive-mode=off", *options, what="restore")
@@ -1219,8 +1238,8 @@ def main(argv: list[str] | None = None) -> int:
                 result(list_offsite())
             else:
                 result({"backups": [manifest_of(b) for b in complete_backups()],
-                        **({"baseBackups": [{"name": b["label"], "stop": b["timestamp"]["stop"]} for b in base_backups()]}
-                           if pitr_enabled() else {})})
+                        **({"baseBackups": [{"name": b["label"], "stop": b["timestamp"]["stop"]} for b in base_backups()],
+                            "archiver": archiver()} if pitr_enabled() else {})})
         elif args.command == "restore-prepare":
             result(restore_prepare(args.name, args.from_s3, Path(args.source),
                                    args.source_stack or env("WEBSTACK_STACK"), args.verify_only, args.source_project,

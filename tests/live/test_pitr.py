@@ -85,6 +85,8 @@ def test_1_the_first_deploy_archives_and_takes_the_first_base_backup(stack):
     settings = superuser("SELECT current_setting('archive_mode') || ' ' || current_setting('archive_timeout') "
                          "|| ' ' || current_setting('track_commit_timestamp')")
     assert settings == "on 1min on", settings
+    status = stack.ops("status").stdout
+    assert "archiving: last WAL segment" in status and "1 base backup(s)" in status, status
 
 
 def test_2_a_delete_without_where_is_undone_to_the_second_before_it(stack):
