@@ -262,7 +262,7 @@ class Pitr(Model):
 
     enabled: bool = False
     # The recovery point objective while the database writes little: a WAL segment is archived at least this often.
-    archiveTimeoutSeconds: int = Field(60, ge=10, le=3600)
+    archiveTimeoutSeconds: int = Field(30, ge=10, le=3600)
     # Base backups kept; WAL is kept as long as the oldest of them needs it, so this bounds how far back
     # --to-time can go (keepFull x the schedule's interval).
     keepFull: int = Field(2, ge=1, le=100)

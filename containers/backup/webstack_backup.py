@@ -49,6 +49,7 @@ VOLUMES = Path("/volumes")
 SOCKET = "/var/run/postgresql"
 HEARTBEAT = Path("/tmp/webstack-backup-heartbeat")
 LAST_RUN = Path("/tmp/webstack-backup-last-run")
+SHIP_STATUS = Path("/tmp/webstack-backup-ship-status")
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.hmac"
 DUMP = "database.dump"
@@ -671,19 +672,28 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
     the app volumes (the database is not restored)."""
     database = db_name()
     project = source_project or env("WEBSTACK_PROJECT")
-    own = source_stack == env("WEBSTACK_STACK") and project == env("WEBSTACK_PROJECT") and not from_s3
-    if (to_time or before_release) and not own:
-        raise Refused("--to-time and --before-release recover this stack's own archive on its backups volume; "
-                      "--from-s3 and --from-stack take a dump (--name)")
-    if to_time and not pitr_enabled():
-        raise Refused("--to-time needs continuous archiving: set webstack:database.pitr.enabled true and deploy; "
-                      "until then, restore a backup by --name")
-    backup = None
+    own = source_stack == env("WEBSTACK_STACK") and project == env("WEBSTACK_PROJECT")
+    local_archive = own and not from_s3 and pitr_enabled()
+    if before_release and not (own and not from_s3):
+        raise Refused("--before-release takes this stack's own pre-deploy restore point on its backups volume; "
+                      "another stack's or a bucket's backup is taken by --name")
+    if to_time and not (local_archive or from_s3):
+        raise Refused("--to-time needs a WAL archive: this stack's own (set webstack:database.pitr.enabled true and "
+                      "deploy) or one shipped to the bucket (--from-s3); until then, restore a backup by --name")
+    backup, repo = None, None
     if before_release:
         backup = pre_deploy_point(before_release, source, project, source_stack)
-    elif name is not None or not (own and pitr_enabled()) or to_time:
-        if not to_time:
-            backup = fetch(name, project, source_stack) if from_s3 else choose(source, name, project, source_stack)
+    elif name is not None:
+        backup = fetch(name, project, source_stack) if from_s3 else choose(source, name, project, source_stack)
+    elif from_s3:   # a lost host: the shipped archive reaches closer to the loss than any dump
+        repo = fetch_archive(project, source_stack)
+        if repo is None and to_time:
+            raise Refused(f"the bucket holds no WAL archive of stack {source_stack}, so --to-time cannot be "
+                          "recovered; restore a dump by --name")
+        if repo is None:
+            backup = fetch(None, project, source_stack)
+    elif not local_archive:
+        backup = choose(source, None, project, source_stack)
     point = None
     if backup is not None:
         log(f"verifying the checksums of backup {backup.name.removeprefix('.incoming-')}")
@@ -709,14 +719,15 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
         shutil.rmtree(stale, ignore_errors=True)
     work = None
     if backup is None or point is not None:
-        options, label = pitr_target(to_time, point)
-        # What the running database wrote up to now is in the archive before the recovery reads it (a time a
-        # moment ago lies in a segment archive_timeout has not finished yet).
-        log(f"archived up to WAL segment {flush_archive()}")
+        options, label = pitr_target(to_time, point, repo)
+        if local_archive:
+            # What the running database wrote up to now is in the archive before the recovery reads it (a time a
+            # moment ago lies in a segment archive_timeout has not finished yet).
+            log(f"archived up to WAL segment {flush_archive()}")
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         work = BACKUPS / f"{PITR_SCRATCH}{stamp}"
         work.mkdir(mode=0o700)
-        dump_file = pitr_restore_dump(options, label, work)
+        dump_file = pitr_restore_dump(options, label, work, repo)
         described = {"backup": point["name"] if point else label, "size": dump_file.stat().st_size, "target": label}
     else:
         dump_file = backup / DUMP
@@ -724,8 +735,9 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
     try:
         scratch, counts = restore_into_scratch(dump_file, database)
     finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        for scratch_dir in (work, repo):
+            if scratch_dir is not None:
+                shutil.rmtree(scratch_dir, ignore_errors=True)
     if backup is not None and from_s3:   # keep the downloaded backup beside the local ones: it is verified now
         final = BACKUPS / backup.name.removeprefix(".incoming-")   # a BACKUP_NAME, checked by fetch()
         if not final.exists():
@@ -822,6 +834,7 @@ def switch(scratch: str) -> dict:
 PITR_SCRATCH = ".pitr-"
 PITR_SOCKET = Path("/tmp/webstack-pitr")
 RESTORE_POINT = "restore-point"
+STANZA = "webstack"   # components/backup_job.PGBACKREST_STANZA
 ARCHIVED_WITHIN_SECONDS = 120
 
 
@@ -836,9 +849,9 @@ def pgbackrest(*args: str, what: str | None = None) -> str:
     return done.stdout
 
 
-def base_backups() -> list[dict]:
+def base_backups(repo: Path | None = None) -> list[dict]:
     """pgBackRest's base backups of the stanza, oldest first; [] when there is none, or no stanza yet."""
-    done = subprocess.run(["pgbackrest", "info", "--output=json"], capture_output=True, text=True)
+    done = subprocess.run(["pgbackrest", *repo_options(repo), "info", "--output=json"], capture_output=True, text=True)
     if done.returncode != 0:
         log(f"pgbackrest info: {done.stderr.strip()[-300:]}")
         return []
@@ -976,9 +989,9 @@ def base_backup_before(when: dt.datetime, backups: list[dict]) -> dict:
     return earlier[-1]
 
 
-def pitr_target(to_time: str | None, point: dict | None) -> tuple[list[str], str]:
+def pitr_target(to_time: str | None, point: dict | None, repo: Path | None = None) -> tuple[list[str], str]:
     """pgBackRest's restore options for the target, and how to name it."""
-    backups = base_backups()
+    backups = base_backups(repo)
     if not backups:
         raise Refused("the archive holds no base backup yet: deploy the stack with database.pitr.enabled first")
     if to_time is not None:
@@ -993,32 +1006,71 @@ def pitr_target(to_time: str | None, point: dict | None) -> tuple[list[str], str
     return ["--type=default"], "the end of the archive"
 
 
-def pitr_restore_dump(options: list[str], label: str, work: Path) -> Path:
-    """Recovers the archive into work/data, starts a private server on it, dumps the stack's database to
+def repo_options(repo: Path | None) -> list[str]:
+    """pgBackRest's options naming a repository: this stack's (its PGBACKREST_* variables) when repo is None, else
+    the one at `repo` (another stack's archive fetched from S3; this stack may not archive at all)."""
+    if repo is None:
+        return []
+    return [f"--stanza={STANZA}", f"--repo1-path={repo}", "--lock-path=/tmp/pgbackrest", "--log-level-file=off",
+            "--log-level-console=warn", "--log-level-stderr=warn"]
+
+
+def recovered_database(query) -> str:
+    """The application database in a recovered cluster: this stack's name, else the only one there is."""
+    names = query("SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' "
+                  f"AND datname !~ '_(pre_)?restore_' ORDER BY 1").split()
+    if db_name() in names:
+        return db_name()
+    if len(names) == 1:
+        return names[0]
+    raise Refused(f"the recovered cluster holds the databases {', '.join(names) or '(none)'}; expected "
+                  f"{db_name()} or exactly one")
+
+
+def start_recovered_server(data: Path, repo: Path | None, server_log: Path) -> subprocess.Popen:
+    """A private server on the recovered data directory: no TCP, its socket in /tmp, archiving off (it never
+    writes into any archive), and every setting that runs a shell command fixed here, so a data directory from a
+    bucket cannot run one (only pgBackRest's archive-get restores WAL)."""
+    PITR_SOCKET.mkdir(mode=0o700, exist_ok=True)
+    restore = " ".join(["pgbackrest", *(repo_options(repo) or [f"--stanza={STANZA}"]), "archive-get", "%f", '"%p"'])
+    settings = {"listen_addresses": "", "unix_socket_directories": str(PITR_SOCKET), "archive_mode": "off",
+                "archive_command": "", "restore_command": restore, "recovery_end_command": "",
+                "archive_cleanup_command": "", "shared_preload_libraries": "", "ssl": "off",
+                # hot_standby off: no connections until recovery ends (nor the primary's max_connections needed).
+                "hot_standby": "off", "max_connections": "20", "shared_buffers": "64MB", "logging_collector": "off"}
+    argv = ["postgres", "-D", str(data)]
+    for name, value in settings.items():
+        argv += ["-c", f"{name}={value}"]
+    with server_log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def wait_recovered(server: subprocess.Popen, server_log: Path, label: str) -> None:
+    deadline = time.monotonic() + max(60, int(env("WEBSTACK_JOB_TIMEOUT", "3600")))
+    while subprocess.run(["pg_isready", "-q", "-h", str(PITR_SOCKET)]).returncode != 0:
+        if server.poll() is not None or time.monotonic() > deadline:
+            tail = server_log.read_text(errors="replace")[-1500:] if server_log.exists() else ""
+            raise Refused(f"the recovery to {label} did not finish: {tail.strip()}")
+        time.sleep(0.5)
+
+
+def pitr_restore_dump(options: list[str], label: str, work: Path, repo: Path | None = None) -> Path:
+    """Recovers the archive into work/data, starts a private server on it, dumps the application database to
     work/database.dump and stops the server; returns the dump."""
     data = work / "data"
     data.mkdir(mode=0o700)
     log(f"recovering the archive to {label} into a scratch data directory")
     # archive-mode=off: the recovered cluster never pushes into this stack's archive.
-    pgbackrest("restore", f"--pg1-path={data}", "--archive-mode=off", *options, what="restore")
-    PITR_SOCKET.mkdir(mode=0o700, exist_ok=True)
+    pgbackrest("restore", *repo_options(repo), f"--pg1-path={data}", "--archive-mode=off", *options, what="restore")
     server_log = work / "server.log"
-    # hot_standby off: no connections until recovery ends (and no need for the primary's max_connections).
-    settings = (f"-c listen_addresses='' -c unix_socket_directories={PITR_SOCKET} -c archive_mode=off "
-                "-c hot_standby=off -c max_connections=20 -c shared_buffers=64MB -c logging_collector=off")
-    remaining = max(60, int(env("WEBSTACK_JOB_TIMEOUT", "3600")))
-    started = subprocess.run(["pg_ctl", "-D", str(data), "-w", "-t", str(remaining), "-l", str(server_log),
-                              "-o", settings, "start"], capture_output=True, text=True)
+    server = start_recovered_server(data, repo, server_log)
     try:
-        if started.returncode != 0:
-            tail = server_log.read_text(errors="replace")[-1500:] if server_log.exists() else started.stderr
-            raise Refused(f"the recovered server did not start (recovery to {label}): {tail.strip()}")
-        local = dict(database="postgres")
+        wait_recovered(server, server_log, label)
 
-        def query(sql: str) -> str:
-            done = subprocess.run(["psql", "-h", str(PITR_SOCKET), "-U", "postgres", "-d", local["database"], "-X",
-                                   "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True,
-                                  text=True, env={**os.environ, "PGOPTIONS": "-c search_path=pg_catalog"})
+        def query(sql: str, database: str = "postgres") -> str:
+            done = subprocess.run(["psql", "-h", str(PITR_SOCKET), "-U", "postgres", "-d", database, "-X", "-q",
+                                   "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True,
+                                  env={**os.environ, "PGOPTIONS": "-c search_path=pg_catalog"})
             if done.returncode != 0:
                 raise Refused(f"psql on the recovered server failed: {done.stderr.strip()[-500:]}")
             return done.stdout.strip()
@@ -1028,11 +1080,121 @@ def pitr_restore_dump(options: list[str], label: str, work: Path) -> Path:
         last = query("SELECT coalesce((pg_last_committed_xact()).timestamp::text, 'unknown')")
         log(f"recovered; the last transaction replayed committed at {last}")
         dump_file = work / DUMP
-        run(["pg_dump", "-h", str(PITR_SOCKET), "-U", "postgres", "-d", db_name(), "--format=custom",
-             "--file", str(dump_file)], "pg_dump of the recovered database")
+        run(["pg_dump", "-h", str(PITR_SOCKET), "-U", "postgres", "-d", recovered_database(query),
+             "--format=custom", "--file", str(dump_file)], "pg_dump of the recovered database")
         return dump_file
     finally:
-        subprocess.run(["pg_ctl", "-D", str(data), "-w", "-t", "60", "-m", "fast", "stop"], capture_output=True)
+        server.send_signal(signal.SIGINT)   # a fast shutdown
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+# --- the archive offsite (database.pitr with database.offsite) ---------------------------------------------------
+# The schedule container mirrors the pgBackRest repository to <prefix>/<project>/<stack>/pgbackrest/ every
+# SHIP_SECONDS: new and changed files up (SSE, SHA-256 in the metadata), removed ones (expired by pgBackRest) deleted,
+# then a signed index of every file and its SHA-256. The database container stays on its internal network: it
+# archives to the volume only. A recovery from the bucket (a lost host) downloads only what the signed index names,
+# each file checked, into a scratch repository on the new stack's volume. Recovery point after a host loss:
+# archive_timeout + SHIP_SECONDS at most.
+
+SHIP_SECONDS = 10
+SHIPPED = ".shipped.json"       # in /backups: what the mirror holds (relative path -> size, mtime, sha256)
+INDEX = "index.json"
+INDEX_SIGNATURE = "index.hmac"
+REPO_FILE = re.compile(r"(?:archive|backup)/webstack(?:/[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}){0,4}/?"
+                       r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\Z")
+
+
+def mirror_prefix(config: dict, project: str, stack: str) -> str:
+    return f"{s3_prefix(config, project, stack)}pgbackrest/"
+
+
+def repo_files(repo: Path) -> dict[str, os.stat_result]:
+    return {str(p.relative_to(repo)): p.stat() for p in sorted(repo.rglob("*"))
+            if p.is_file() and not p.is_symlink() and REPO_FILE.fullmatch(str(p.relative_to(repo)))}
+
+
+def ship_archive() -> int:
+    """One pass of the mirror; returns how many files changed in it."""
+    config, key = offsite(), signing_key()
+    if key is None:
+        raise Refused("the archive's offsite index is signed, and this job has no signing key")
+    repo = Path(env("PGBACKREST_REPO1_PATH"))
+    if not repo.is_dir():
+        return 0
+    client, bucket = s3_client(config), config["bucket"]
+    prefix = mirror_prefix(config, env("WEBSTACK_PROJECT"), env("WEBSTACK_STACK"))
+    state_path = BACKUPS / SHIPPED
+    shipped = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    changed = 0
+    files = repo_files(repo)
+    for relative, stat in files.items():
+        mark = [stat.st_size, stat.st_mtime_ns]
+        if shipped.get(relative, [None, None, None])[:2] == mark:
+            continue
+        digest = sha256_of(repo / relative)
+        client.upload_file(str(repo / relative), bucket, prefix + relative,
+                           ExtraArgs={"ServerSideEncryption": "AES256", "Metadata": {"sha256": digest}})
+        shipped[relative] = [*mark, digest]
+        changed += 1
+    for relative in sorted(set(shipped) - set(files)):   # expired by pgBackRest
+        client.delete_object(Bucket=bucket, Key=prefix + relative)
+        del shipped[relative]
+        changed += 1
+    if changed:
+        index = (json.dumps({"project": env("WEBSTACK_PROJECT"), "stack": env("WEBSTACK_STACK"),
+                             "files": {r: {"size": v[0], "sha256": v[2]} for r, v in sorted(shipped.items())}},
+                            sort_keys=True) + "\n").encode()
+        client.put_object(Bucket=bucket, Key=prefix + INDEX_SIGNATURE, Body=signature(index, key).encode(),
+                          ServerSideEncryption="AES256")
+        client.put_object(Bucket=bucket, Key=prefix + INDEX, Body=index, ServerSideEncryption="AES256")
+        partial = state_path.with_name(SHIPPED + ".partial")
+        partial.write_text(json.dumps(shipped))
+        os.replace(partial, state_path)
+    return changed
+
+
+def fetch_archive(project: str, stack: str) -> Path | None:
+    """Downloads another (or this) stack's mirrored archive into /backups/.incoming-pgbackrest-<stack>, each file
+    checked against the index its signing key signed; returns the repository's path, None when the bucket holds
+    no archive of that stack."""
+    config, key = offsite(), signing_key()
+    if not config:
+        raise Refused("--from-s3 needs webstack:database.offsite (bucket, region, endpoint) on this stack")
+    if key is None:
+        raise Refused(f"--from-s3 needs the signing key of stack {stack} (the job gets it from webstack)")
+    client, bucket = s3_client(config), config["bucket"]
+    prefix = mirror_prefix(config, project, stack)
+    index, signed = read_object(client, bucket, prefix + INDEX), read_object(client, bucket, prefix + INDEX_SIGNATURE)
+    if index is None:
+        return None
+    if signed is None:
+        raise Refused(f"the archive index in s3://{bucket}/{prefix} is not signed: refused, nothing was changed")
+    if not hmac.compare_digest(signed.strip(), signature(index, key).encode()):
+        raise Refused(f"the archive index in s3://{bucket}/{prefix} is not signed with stack {stack}'s key: refused, "
+                      "nothing was changed")
+    content = json.loads(index)
+    if (content.get("project"), content.get("stack")) != (project, stack):
+        raise Refused(f"the archive index in s3://{bucket}/{prefix} names stack {content.get('stack')!r} of project "
+                      f"{content.get('project')!r}: refused")
+    for relative in content["files"]:   # every name, before any file is written
+        if not REPO_FILE.fullmatch(relative) or ".." in relative.split("/"):
+            raise Refused(f"the archive index names {relative!r}, which is no pgBackRest file: refused")
+    repo = BACKUPS / f".incoming-pgbackrest-{stack}"
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(mode=0o700)
+    log(f"downloading {len(content['files'])} archive files of stack {stack} from s3://{bucket}/{prefix}")
+    for relative, entry in sorted(content["files"].items()):
+        path = repo / relative
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            client.download_fileobj(bucket, prefix + relative, handle)
+        if sha256_of(path) != entry["sha256"]:
+            raise Refused(f"s3://{bucket}/{prefix}{relative} does not match its SHA-256 in the signed index: refused")
+    return repo
 
 
 # --- app volumes ------------------------------------------------------------------------------------------------
@@ -1158,13 +1320,17 @@ def schedule() -> None:
     # becomes a backup (only a complete one is renamed into place).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     plan = env("WEBSTACK_SCHEDULE")
+    shipping = pitr_enabled() and offsite() is not None
     beat("waiting")
     while True:
         due = next_run(plan, dt.datetime.now(dt.timezone.utc))
         log(f"next scheduled backup at {due:%Y-%m-%d %H:%M:%S} UTC ({plan})")
         while dt.datetime.now(dt.timezone.utc) < due:
             beat()
-            time.sleep(min(15.0, max(0.5, (due - dt.datetime.now(dt.timezone.utc)).total_seconds())))
+            if shipping:
+                ship()
+            pause = SHIP_SECONDS if shipping else 15.0
+            time.sleep(min(pause, max(0.5, (due - dt.datetime.now(dt.timezone.utc)).total_seconds())))
         try:
             # With continuous archiving the schedule takes base backups (the dumps' offsite copies stay, when set).
             outcome = base_backup() if pitr_enabled() else None
@@ -1176,6 +1342,18 @@ def schedule() -> None:
             beat(f"failed {exc}")
 
 
+def ship() -> None:
+    """One pass of the archive's mirror; a failure is logged and shown by the health check until a pass works."""
+    try:
+        changed = ship_archive()
+        if changed:
+            log(f"archive offsite: {changed} file(s) shipped or removed")
+        SHIP_STATUS.write_text("ok")
+    except Exception as exc:   # noqa: BLE001 - the loop must survive a failed pass (the network), and say why
+        log(f"error: shipping the archive offsite failed: {exc}")
+        SHIP_STATUS.write_text(f"failed {exc}")
+
+
 def health() -> None:
     age = time.time() - float(HEARTBEAT.read_text())
     if age > 60:
@@ -1183,6 +1361,8 @@ def health() -> None:
     status = LAST_RUN.read_text()
     if status.startswith("failed"):
         raise Refused(f"the last scheduled backup {status}")
+    if SHIP_STATUS.is_file() and SHIP_STATUS.read_text().startswith("failed"):
+        raise Refused(f"shipping the archive offsite {SHIP_STATUS.read_text()}")
 
 
 # --- entry point --------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_1_the_first_deploy_archives_and_takes_the_first_base_backup(stack):
     assert "continuous archiving: 1 base backup(s)" in listed, listed
     settings = superuser("SELECT current_setting('archive_mode') || ' ' || current_setting('archive_timeout') "
                          "|| ' ' || current_setting('track_commit_timestamp')")
-    assert settings == "on 1min on", settings
+    assert settings == "on 30s on", settings
     status = stack.ops("status").stdout
     assert "archiving: last WAL segment" in status and "1 base backup(s)" in status, status
 

@@ -99,7 +99,7 @@ def test_a_time_without_a_zone_is_utc_and_a_time_in_the_future_is_refused(tool):
 
 
 def test_a_time_before_the_oldest_base_backup_names_the_earliest_recoverable_time(tool, monkeypatch):
-    monkeypatch.setattr(tool, "base_backups", lambda: BASES)
+    monkeypatch.setattr(tool, "base_backups", lambda repo=None: BASES)
     too_early = (NOW - dt.timedelta(days=3)).strftime("%Y-%m-%d %H:%M:%S")
     with pytest.raises(tool.Refused) as refused:
         tool.pitr_target(too_early, None)
@@ -109,7 +109,7 @@ def test_a_time_before_the_oldest_base_backup_names_the_earliest_recoverable_tim
 
 
 def test_a_restore_point_recovers_from_the_newest_base_backup_taken_before_it(tool, monkeypatch):
-    monkeypatch.setattr(tool, "base_backups", lambda: BASES)
+    monkeypatch.setattr(tool, "base_backups", lambda repo=None: BASES)
     point = {"created": (NOW - dt.timedelta(hours=36)).isoformat(),
              "restorePoint": {"name": "webstack-x-pre-deploy"}}
     options, label = tool.pitr_target(None, point)
@@ -131,11 +131,112 @@ def test_before_release_takes_the_newest_pre_deploy_point_of_that_release_of_thi
         tool.pre_deploy_point("r9", tool.BACKUPS, "webstack", "dev")
 
 
-def test_to_time_is_refused_without_archiving_and_for_another_stacks_backups(tool, monkeypatch):
+def test_to_time_needs_an_archive_and_before_release_this_stacks_own_volume(tool, monkeypatch):
     monkeypatch.setenv("WEBSTACK_DB_NAME", "appdb")
     monkeypatch.setenv("WEBSTACK_DB_USER", "app")
     monkeypatch.delenv("PGBACKREST_STANZA", raising=False)
     with pytest.raises(tool.Refused, match="pitr.enabled true"):
         tool.restore_prepare(None, False, tool.BACKUPS, "dev", False, to_time="2026-01-01 00:00:00")
-    with pytest.raises(tool.Refused, match="own archive"):
-        tool.restore_prepare(None, True, tool.BACKUPS, "dev", False, to_time="2026-01-01 00:00:00")
+    with pytest.raises(tool.Refused, match="pitr.enabled true"):   # another stack's volume holds no archive
+        tool.restore_prepare(None, False, tool.BACKUPS, "other", False, to_time="2026-01-01 00:00:00")
+    with pytest.raises(tool.Refused, match="own pre-deploy restore point"):
+        tool.restore_prepare(None, True, tool.BACKUPS, "dev", False, before_release="r1")
+
+
+# --- the archive shipped offsite (a lost host) ---------------------------------------------------------------
+
+class ShippingBucket:
+    """The S3 calls the archive's mirror makes, over a dict of key -> bytes."""
+
+    class NoSuchKey(Exception):
+        pass
+
+    def __init__(self):
+        self.objects: dict[str, bytes] = {}
+        self.exceptions = type("Exceptions", (), {"NoSuchKey": self.NoSuchKey})
+
+    def upload_file(self, path, bucket, key, ExtraArgs):
+        assert ExtraArgs["ServerSideEncryption"] == "AES256"
+        self.objects[key] = open(path, "rb").read()
+
+    def put_object(self, Bucket, Key, Body, ServerSideEncryption):
+        self.objects[Key] = Body if isinstance(Body, bytes) else Body.encode()
+
+    def delete_object(self, Bucket, Key):
+        del self.objects[Key]
+
+    def get_object(self, Bucket, Key):
+        if Key not in self.objects:
+            raise self.NoSuchKey(Key)
+        import io
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+    def download_fileobj(self, bucket, key, handle):
+        handle.write(self.objects[key])
+
+
+@pytest.fixture
+def shipping(tool, tmp_path, monkeypatch):
+    repo = tmp_path / "pgbackrest"
+    for relative, data in {"archive/webstack/archive.info": b"info",
+                           "archive/webstack/15-1/0000000100000000/000000010000000000000001-ab12.gz": b"wal 1",
+                           "backup/webstack/backup.info": b"backups",
+                           "backup/webstack/20261203-100000F/pg_data/base/5/1259.gz": b"a table"}.items():
+        (repo / relative).parent.mkdir(parents=True, exist_ok=True)
+        (repo / relative).write_bytes(data)
+    fake = ShippingBucket()
+    monkeypatch.setattr(tool, "s3_client", lambda config: fake)
+    monkeypatch.setenv("WEBSTACK_OFFSITE", json.dumps({"bucket": "b-1", "prefix": "webstack"}))
+    monkeypatch.setenv("WEBSTACK_SIGNING_KEY", "k" * 48)
+    monkeypatch.setenv("PGBACKREST_REPO1_PATH", str(repo))
+    return tool, repo, fake
+
+
+def files_under(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_archive_is_mirrored_under_the_project_and_stack_and_comes_back_file_for_file(shipping):
+    tool, repo, fake = shipping
+    assert tool.ship_archive() == 4
+    assert tool.ship_archive() == 0   # nothing changed: nothing sent again
+    assert all(k.startswith("webstack/webstack/dev/pgbackrest/") for k in fake.objects)
+    fetched = tool.fetch_archive("webstack", "dev")
+    assert files_under(fetched) == files_under(repo)
+
+
+def test_an_expired_file_leaves_the_mirror_and_a_new_segment_joins_it(shipping):
+    tool, repo, fake = shipping
+    tool.ship_archive()
+    (repo / "archive/webstack/15-1/0000000100000000/000000010000000000000001-ab12.gz").unlink()
+    (repo / "archive/webstack/15-1/0000000100000000/000000010000000000000002-cd34.gz").write_bytes(b"wal 2")
+    assert tool.ship_archive() == 2
+    names = [k.rsplit("/", 1)[1] for k in fake.objects]
+    assert "000000010000000000000002-cd34.gz" in names and "000000010000000000000001-ab12.gz" not in names
+    assert files_under(tool.fetch_archive("webstack", "dev")) == files_under(repo)
+
+
+def test_a_changed_file_an_unsigned_index_or_another_stacks_index_is_refused(shipping, monkeypatch):
+    tool, repo, fake = shipping
+    tool.ship_archive()
+    prefix = "webstack/webstack/dev/pgbackrest/"
+    fake.objects[prefix + "backup/webstack/backup.info"] = b"changed in the bucket"
+    with pytest.raises(tool.Refused, match="does not match its SHA-256 in the signed index"):
+        tool.fetch_archive("webstack", "dev")
+    monkeypatch.setenv("WEBSTACK_SIGNING_KEY", "o" * 48)   # another stack's key
+    with pytest.raises(tool.Refused, match="not signed with stack dev's key"):
+        tool.fetch_archive("webstack", "dev")
+    assert tool.fetch_archive("webstack", "nothing-there") is None
+
+
+def test_an_index_naming_a_path_outside_the_repository_is_refused(shipping):
+    tool, repo, fake = shipping
+    tool.ship_archive()
+    prefix = "webstack/webstack/dev/pgbackrest/"
+    index = json.loads(fake.objects[prefix + "index.json"])
+    index["files"]["archive/webstack/../../../etc/cron.d/x"] = {"size": 1, "sha256": "0" * 64}
+    body = (json.dumps(index, sort_keys=True) + "\n").encode()
+    fake.objects[prefix + "index.json"] = body
+    fake.objects[prefix + "index.hmac"] = tool.signature(body, b"k" * 48).encode()
+    with pytest.raises(tool.Refused, match="no pgBackRest file"):
+        tool.fetch_archive("webstack", "dev")
