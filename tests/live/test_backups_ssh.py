@@ -63,3 +63,26 @@ def test_backup_and_restore_run_on_the_ssh_host(stack):
     FIGURES["restore over ssh"] = f"{time.monotonic() - started:.1f}s"
     assert psql(stack, checksum) == expected
     assert "remote note 9" in stack.notes()
+
+
+def test_point_in_time_recovery_runs_on_the_ssh_host(stack):
+    """database.pitr on the SSH host: archiving turned on (the update takes a dump first: the archive holds no base
+    backup yet), then a table dropped by accident is recovered to the second before, over the pinned SSH options."""
+    result = stack.up(**{"webstack:release": "1.0.0", "webstack:database.pitr.enabled": True})
+    assert "continuous archiving works; 1 base backup(s)" in result.output, result.output[-3000:]
+    FIGURES["turning archiving on over ssh (database replaced, first base backup)"] = f"{result.seconds:.1f}s"
+    for i in range(5):
+        stack.write_note(f"archived note {i}")
+    checksum = "SELECT count(*) || ':' || md5(string_agg(id || text, ',' ORDER BY id)) FROM notes"
+    expected = psql(stack, checksum)
+    before_the_accident = psql(stack, "SELECT clock_timestamp()")
+    time.sleep(1.5)
+    psql(stack, "DROP TABLE notes")
+    started = time.monotonic()
+    restored = stack.engine.ops("restore", "--to-time", before_the_accident)
+    assert restored.returncode == 0, restored.stdout + restored.stderr[-3000:]
+    FIGURES["restore --to-time over ssh"] = f"{time.monotonic() - started:.1f}s"
+    assert psql(stack, checksum) == expected
+    # The next release's pre-deploy step is a restore point now, not a dump.
+    second = stack.up(**{"webstack:release": "1.0.1", "webstack:database.pitr.enabled": True})
+    assert "restore point webstack-" in second.output, second.output[-3000:]

@@ -4,8 +4,9 @@ One stack (`pitrtest`, the dev stack's settings with continuous archiving on), i
 the archive and its first base backup; the drill (rows inserted continuously with their commit time, a DELETE
 without WHERE at T, `ops restore --to-time T-1s` brings back exactly the rows committed by T-1s, same count and
 checksum); a change of database.memoryMb alone takes a restore point before the database container is replaced,
-and `ops restore --before-release` goes back to it; a release's `up` with ~20 MB and with ~500 MB of data (a restore
-point costs the same whatever the size). Figures (archive lag, restore time, release times) are printed at the end.
+and `ops restore --before-release` goes back to it (the app volume's files too); the host lost under write load and a
+new stack recovered from the archive the backup container shipped to S3 (moto), losing at most a minute of writes;
+a release's `up` with ~20 MB and with ~500 MB of data (a restore point costs the same whatever the size). Figures (archive lag, restore time, release times) are printed at the end.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ import time
 
 import pytest
 
+import boto3
+
+from tests.live.support import moto_s3
 from tests.live.test_backups import BackupStack, docker, sql
-from tests.live.test_scenarios import deployed
+from tests.live.test_backups_s3 import BUCKET, KEYS, offsite_config, signing_key_file
+from tests.live.test_scenarios import deployed, free_port
 
 pytestmark = pytest.mark.live
-STACK = "pitrtest"
+STACK, NEW_HOST = "pitrtest", "pitrhost"
 DB = f"webstack-{STACK}-db"
 PITR = {"webstack:database.pitr.enabled": True}
 # Rows of the drill table, in id order, as one digest: equal digests mean the same rows with the same contents.
@@ -59,16 +64,31 @@ class Writer(threading.Thread):
         self.join(60)
 
 
-def make_stack(directory) -> BackupStack:
-    live = BackupStack(directory, stack=STACK)
-    # An app volume: a restore brings its files back with the database.
-    live.engine.base_config.update({"webstack:backend.volumes": {"media": "/app/media"}})
+def make_stack(directory, name: str, endpoint: str) -> BackupStack:
+    live = BackupStack(directory, stack=name)
+    # An app volume (a restore brings its files back with the database), and the archive shipped to S3.
+    live.engine.base_config.update({"webstack:backend.volumes": {"media": "/app/media"}, **offsite_config(endpoint)[0]})
+    live.engine.base_secrets.update(offsite_config(endpoint)[1])
     return live
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, request):
-    yield from deployed(lambda: make_stack(tmp_path_factory.mktemp(STACK)), request, "pitr")
+def s3():
+    with moto_s3(free_port()) as endpoint:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=KEYS["accessKeyId"],
+                     aws_secret_access_key=KEYS["secretAccessKey"]).create_bucket(Bucket=BUCKET)
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def stack(s3, tmp_path_factory, request):
+    yield from deployed(lambda: make_stack(tmp_path_factory.mktemp(STACK), STACK, s3), request, "pitr")
+
+
+@pytest.fixture(scope="module")
+def new_host(s3, tmp_path_factory, request):
+    """The stack a team deploys after losing the host: another stack, restored from the bucket alone."""
+    yield from deployed(lambda: make_stack(tmp_path_factory.mktemp(NEW_HOST), NEW_HOST, s3), request, "pitr new host")
 
 
 def media(stack: BackupStack, command: str) -> str:
@@ -142,6 +162,36 @@ def test_3_a_database_memory_change_takes_a_restore_point_and_before_release_goe
     assert media(stack, "cat /app/media/uploads/a.txt; ls /app/media") == "before the memory change\nuploads\n"
 
 
+def test_4_after_losing_the_host_a_new_stack_recovers_from_the_bucket_within_a_minute_of_writes(stack, new_host):
+    writer = Writer()
+    writer.start()
+    time.sleep(40)
+    # The host is lost right after the last write: its database and its backup container stop at this instant
+    # (frozen, so that the data they held can be read afterwards to measure what was lost).
+    writer.stop()
+    lost = [DB, f"webstack-{STACK}-backup"]
+    docker("pause", *lost)
+    try:
+        new_host.up(**{"webstack:release": "h1"})
+        started = time.monotonic()
+        restored = new_host.ops("restore", "--from-s3", "--from-stack", STACK, "--signing-key-file",
+                                signing_key_file(stack))
+        seconds = time.monotonic() - started
+        assert "recovered; the last transaction replayed committed at" in restored.stderr, restored.stderr[-3000:]
+        newest = sql("SELECT max(id) || '|' || max(at) FROM drill", stack=NEW_HOST)
+    finally:
+        docker("unpause", *lost)
+    newest_id, newest_at = newest.split("|")
+    # The rows the new stack has are exactly the old stack's first rows, up to the newest it recovered.
+    assert sql(f"SELECT {DRILL_DIGEST} FROM drill WHERE id <= {newest_id}") == \
+        sql(f"SELECT {DRILL_DIGEST} FROM drill", stack=NEW_HOST)
+    lost_seconds = float(sql(f"SELECT extract(epoch FROM max(at) - '{newest_at}'::timestamptz) FROM drill"))
+    lost_rows = sql(f"SELECT count(*) FROM drill WHERE id > {newest_id}")
+    stack.figures["host loss"] = (f"recovered from the bucket in {seconds:.1f}s; writes lost: the last "
+                                  f"{lost_seconds:.1f}s ({lost_rows} rows)")
+    assert lost_seconds <= 60, stack.figures["host loss"]
+
+
 def release_seconds(stack: BackupStack, release: str) -> float:
     result = stack.up(**{"webstack:release": release, **PITR, "webstack:database.memoryMb": 640})
     assert "restore point webstack-" in result.output, result.output[-3000:]
@@ -165,7 +215,7 @@ def grow_to(megabytes: int) -> str:
     return sql("SELECT pg_size_pretty(pg_database_size('appdb'))")
 
 
-def test_4_a_release_takes_as_long_with_500_mb_as_with_20_mb(stack):
+def test_5_a_release_takes_as_long_with_500_mb_as_with_20_mb(stack):
     small = grow_to(20)
     seconds_small = release_seconds(stack, "p2")
     large = grow_to(500)
