@@ -1032,12 +1032,16 @@ def start_recovered_server(data: Path, repo: Path | None, server_log: Path) -> s
     writes into any archive), and every setting that runs a shell command fixed here, so a data directory from a
     bucket cannot run one (only pgBackRest's archive-get restores WAL)."""
     PITR_SOCKET.mkdir(mode=0o700, exist_ok=True)
-    restore = " ".join(["pgbackrest", *(repo_options(repo) or [f"--stanza={STANZA}"]), "archive-get", "%f", '"%p"'])
+    # pg1-path: archive-get checks that it runs in the cluster it names (not the stack's own data directory).
+    restore = " ".join(["pgbackrest", *(repo_options(repo) or [f"--stanza={STANZA}"]), f"--pg1-path={data}",
+                        "archive-get", "%f", '"%p"'])
     settings = {"listen_addresses": "", "unix_socket_directories": str(PITR_SOCKET), "archive_mode": "off",
                 "archive_command": "", "restore_command": restore, "recovery_end_command": "",
                 "archive_cleanup_command": "", "shared_preload_libraries": "", "ssl": "off",
                 # hot_standby off: no connections until recovery ends (nor the primary's max_connections needed).
-                "hot_standby": "off", "max_connections": "20", "shared_buffers": "64MB", "logging_collector": "off"}
+                "hot_standby": "off", "max_connections": "20", "shared_buffers": "64MB", "logging_collector": "off",
+                # The commit time of the last transaction replayed, for the job's report.
+                "track_commit_timestamp": "on"}
     argv = ["postgres", "-D", str(data)]
     for name, value in settings.items():
         argv += ["-c", f"{name}={value}"]

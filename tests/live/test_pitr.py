@@ -20,7 +20,7 @@ import pytest
 import boto3
 
 from tests.live.support import moto_s3
-from tests.live.test_backups import BackupStack, docker, sql
+from tests.live.test_backups import BackupStack, docker, sql as sql_as_app
 from tests.live.test_backups_s3 import BUCKET, KEYS, offsite_config, signing_key_file
 from tests.live.test_scenarios import deployed, free_port
 
@@ -28,6 +28,12 @@ pytestmark = pytest.mark.live
 STACK, NEW_HOST = "pitrtest", "pitrhost"
 DB = f"webstack-{STACK}-db"
 PITR = {"webstack:database.pitr.enabled": True}
+
+
+def sql(statement: str, stack: str = STACK) -> str:
+    return sql_as_app(statement, stack=stack)
+
+
 # Rows of the drill table, in id order, as one digest: equal digests mean the same rows with the same contents.
 DRILL_DIGEST = "count(*) || ':' || coalesce(md5(string_agg(id || '|' || payload || '|' || at, ',' ORDER BY id)), '')"
 
@@ -149,7 +155,7 @@ def test_3_a_database_memory_change_takes_a_restore_point_and_before_release_goe
     new = [b for b in stack.backups() if b["name"] not in before]
     assert [(b["reason"], b.get("kind"), b["release"]) for b in new] == [("pre-deploy", "restore-point", "p1")], new
     assert "restore point webstack-" in result.output, result.output[-3000:]
-    assert "volumes/media.tar" in new[0]["files"], new[0]
+    assert list(new[0]["files"]) == [f"volumes/webstack-{STACK}-media.tar"], new[0]
     sql("INSERT INTO drill (payload) VALUES ('after the memory change')")
     media(stack, "echo 'after the memory change' > /app/media/uploads/a.txt && echo new > /app/media/b.txt")
     started = time.monotonic()

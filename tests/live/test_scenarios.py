@@ -133,7 +133,7 @@ def deployed(make_stack, request, title: str):
     yield live
     try:
         if live.engine.export().get("resources"):
-            live.engine.cli("state", "unprotect", live.urn("database-data"), "--yes")
+            live.engine.cli("state", "unprotect", "--all", "--yes")   # the data and app volumes
             live.engine.destroy()
     finally:
         remove_by_prefix(prefix)
