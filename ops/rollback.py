@@ -1,30 +1,37 @@
 """`python -m ops rollback --stack NAME [--to VERSION] [--yes]`: run an earlier stack version again.
 
 Takes the config of stack version N from `pulumi stack history` (default: the newest successful update that ran
-another release or config than the current one), finds that release's backend and web images on the target (their labels name the release), pins
-their image IDs into the config (`images.pinned`) so that nothing is rebuilt from the working tree, shows the
-preview, and applies it as an ordinary release: new containers, health-gated, then the edge switches.
+another release or config than the one that runs now), finds that release's backend and web images on the target
+(their labels name the release), pins their image IDs (`images.pinned`) so that nothing is rebuilt from the working
+tree, and writes into the stack file only the values that differ from it (ops/config_diff.py), in place
+(ops/stack_file.py): comments and every other line stay. It prints those changes and applies them as an ordinary
+release (new containers, health-gated, then the edge switches): with --yes in one `pulumi up`, else after a
+preview and a question.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 from pulumi import automation as auto
 
 from components.images import RELEASE_ROLES, release_roles
 from components.settings import Frontend
 from components.settings_loader import NAMESPACE
-from ops import stack as stacks
+from ops import config_diff, stack as stacks, stack_file
+from ops.config_diff import Change, Value, canonical, parsed, values_of
 from ops.errors import OpsError
-from ops.target import Target, settings_of
+from ops.pulumi_cli import Cli, Encrypter, engine
+from ops.target import Target, settings_from
+
+RELEASE_KEY = f"{NAMESPACE}:release"
+IMAGES_KEY = f"{NAMESPACE}:images"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("rollback", help="run the release and config of an earlier stack version again")
@@ -33,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="the stack version, counted from the oldest update (1), as --list shows; "
                              "default: the newest successful update that ran another release or config")
     parser.add_argument("--list", action="store_true", help="list the stack's versions and exit")
-    parser.add_argument("--yes", action="store_true", help="apply without asking after the preview")
+    parser.add_argument("--yes", action="store_true",
+                        help="apply at once, in one `pulumi up` after the stack file's changes are printed "
+                             "(default: a preview, then a question)")
     parser.set_defaults(func=run)
 
 
@@ -47,28 +56,42 @@ def version_of(history: list[auto.UpdateSummary], release: str) -> int:
     """The newest successful update that ran `release`."""
     for number, entry in numbered(history):
         if entry.kind == "update" and entry.result == "succeeded" and \
-                (entry.config or {}).get(f"{NAMESPACE}:release", auto.ConfigValue("")).value == release:
+                (entry.config or {}).get(RELEASE_KEY, auto.ConfigValue("")).value == release:
             return number
     raise OpsError(f"no successful update ran release {release!r}")
 
 
-def what_ran(entry: auto.UpdateSummary) -> tuple[dict[str, tuple[str, bool]], str | None]:
-    """A version's config and the git commit Pulumi recorded with it (the release, where none is set)."""
-    return ({key: (value.value, value.secret) for key, value in (entry.config or {}).items()},
-            (entry.environment or {}).get("git.head"))
+def what_ran(entry: auto.UpdateSummary) -> tuple[str, str]:
+    """What a version ran, to compare two: its release (the config's, else the commit Pulumi recorded, whose
+    release it was) and the rest of its config. The pinned image IDs are left out: they are the release's own,
+    which a rollback pins. Pulumi's git.head counts only where no release is set: a no-change `up` of release v3
+    from a newer commit runs v3 all the same."""
+    config = {key: value.data for key, value in values_of(entry.config or {}).items()}
+    release = config.pop(RELEASE_KEY, "") or (entry.environment or {}).get("git.head", "")[:12]
+    if isinstance(config.get(IMAGES_KEY), dict):
+        config[IMAGES_KEY] = {k: v for k, v in config[IMAGES_KEY].items() if k != "pinned"}
+    return release, canonical(config)
 
 
 def choose(history: list[auto.UpdateSummary], version: int | None) -> tuple[int, auto.UpdateSummary]:
+    if version is not None:
+        return requested(history, version)
     updates = [(n, h) for n, h in numbered(history) if h.kind == "update" and h.result == "succeeded"]
-    if version is None:
-        # The newest successful update that ran other config (a release is config, or the git commit Pulumi
-        # recorded): no-change `pulumi up`s are successful updates too, and rolling back to one changes nothing.
-        current = what_ran(updates[0][1]) if updates else None
-        for number, entry in updates[1:]:
-            if what_ran(entry) != current:
-                return number, entry
-        raise OpsError("there is no earlier successful update with another release or config to roll back to "
-                       "(`python -m ops rollback --list`)")
+    if not updates:
+        raise OpsError("the stack has no successful update: there is nothing to roll back to")
+    # The newest successful update runs now; no-change `pulumi up`s are successful updates too, and rolling back
+    # to one of them would change nothing.
+    current_number, current = updates[0]
+    runs_now = what_ran(current)
+    for number, entry in updates[1:]:
+        if what_ran(entry) != runs_now:
+            return number, entry
+    raise OpsError(f"no earlier successful update ran another release or config than version {current_number} "
+                   f"(release {runs_now[0] or 'unknown'}), which runs now: there is nothing to roll back to "
+                   "(`python -m ops rollback --list` lists the versions)")
+
+
+def requested(history: list[auto.UpdateSummary], version: int) -> tuple[int, auto.UpdateSummary]:
     chosen = next((h for n, h in numbered(history) if n == version), None)
     if chosen is None:
         raise OpsError(f"the stack has no version {version}: `python -m ops rollback --list` lists them")
@@ -83,7 +106,7 @@ def release_of(entry: auto.UpdateSummary, number: int, on_target: set[str]) -> s
     release on the target that Pulumi's recorded commit (`git.head`) names. Pulumi's own `git.dirty` counts the
     stack file, which the release does not (components/git_release.py), so the target's images decide between
     `<commit>` and `<commit>-dirty-<digest>`."""
-    value = (entry.config or {}).get(f"{NAMESPACE}:release")
+    value = (entry.config or {}).get(RELEASE_KEY)
     if value is not None and value.value:
         return value.value
     head = (entry.environment or {}).get("git.head", "")[:12]
@@ -136,61 +159,90 @@ def run(args: argparse.Namespace) -> int:
     history = stack.history(page_size=10_000, page=1, show_secrets=True)
     if args.list:
         for number, entry in numbered(history):
-            release = (entry.config or {}).get(f"{NAMESPACE}:release", auto.ConfigValue("-")).value
+            release = (entry.config or {}).get(RELEASE_KEY, auto.ConfigValue("-")).value
             print(f"{number:>4}  {entry.start_time:%Y-%m-%d %H:%M:%S}  {entry.kind:<8} {entry.result:<10} release {release}")
         return 0
     number, chosen = choose(history, args.to)
-    config = dict(chosen.config or {})
-    release_key = f"{NAMESPACE}:release"
-    target = Target(settings_of(stack))
+    version = values_of(chosen.config or {})
+    config_diff.refuse_undecryptable(version)
+    config = stack.get_all_config()
+    target = Target(settings_from(stack.name, config))
     on_target = stack_images(target)
     release = release_of(chosen, number, {image_release for _, image_release, _ in on_target})
-    from_git = not config.get(release_key, auto.ConfigValue("")).value
-    config[release_key] = auto.ConfigValue(release)
-    images = release_images(target, on_target, release, release_roles(frontend_of(config)))
-    pinned = {"release": release, **images}
-    images_key = f"{NAMESPACE}:images"
-    previous_images = parsed(config[images_key].value) if images_key in config else {}
-    config[images_key] = auto.ConfigValue(json.dumps({**previous_images, "pinned": pinned}))
+    from_git = RELEASE_KEY not in version or not version[RELEASE_KEY].data
+    images = release_images(target, on_target, release, release_roles(frontend_of(chosen.config or {})))
     print(f"rolling back stack {args.stack} to version {number} (release {release}, "
           + ", ".join(f"{role} {image[7:19]}" for role, image in images.items()) + ")", flush=True)
 
-    stack_file = stacks.PROJECT_DIR / f"Pulumi.{stack.name}.yaml"
-    before = stack_file.read_text() if stack_file.exists() else None
+    path = stacks.PROJECT_DIR / f"Pulumi.{stack.name}.yaml"
+    before = path.read_text() if path.exists() else None
+    declared = config_diff.project_config(stacks.PROJECT_DIR)
+    changes = rollback_changes(before or "", config, declared, {**version, RELEASE_KEY: Value(release, False)},
+                               {"release": release, **images})
+    print_changes(path.name, changes)
+    after = written(stack, before or "", changes, declared)
     try:
-        write_config(stack, stack_file, config)
-        if engine(stack, "preview") != 0:
-            raise OpsError("the preview failed (see above): nothing was applied; the stack's config is unchanged")
-        if not args.yes and not confirmed():
-            raise OpsError("not applied; the stack's config is unchanged")
+        path.write_text(after)
+        if not args.yes:
+            if engine(stack, "preview") != 0:
+                raise OpsError("the preview failed (see above): nothing was applied; the stack file is unchanged")
+            if not confirmed():
+                raise OpsError("not applied; the stack file is unchanged")
         started = time.monotonic()
-        if engine(stack, "up", "--yes", "--skip-preview") != 0:
-            raise OpsError(f"the rollback's update failed (see above), so the stack's config is put back as it was; "
+        if engine(stack, "up", "--yes", "--skip-preview", "--message",
+                  f"python -m ops rollback to version {number} (release {release})") != 0:
+            raise OpsError(f"the rollback's update failed (see above), so the stack file is put back as it was; "
                            f"`python -m ops status --stack {args.stack}` shows what serves")
     except BaseException:
         # Not applied (declined, or the preview/update failed): put the stack file back as it was, so that the
         # stack's config keeps describing what runs.
         if before is None:
-            stack_file.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         else:
-            stack_file.write_text(before)
+            path.write_text(before)
         raise
     print(f"rolled back to release {release} (version {number}): the update took {time.monotonic() - started:.1f} s",
           flush=True)
     if from_git:
         print(f"the stack file now names release {release}: to release commits again, fix forward with a new "
-              f"commit and `pulumi config rm {release_key} --stack {stack.name}`", flush=True)
+              f"commit and `pulumi config rm {RELEASE_KEY} --stack {stack.name}`", flush=True)
     return 0
 
 
-def engine(stack: auto.Stack, *command: str) -> int:
-    """`pulumi preview` or `pulumi up` for the stack, through the CLI itself with its output streamed. Not the
-    Automation API's preview()/up(): after the engine is done they read the stack's outputs and history again
-    (about 1.5 s more), which a rollback does not need; the CLI's own output says what changed."""
-    workspace = stack.workspace
-    assert isinstance(workspace, auto.LocalWorkspace)
-    return subprocess.run([workspace.pulumi_command.command, *command, "--stack", stack.name, "--color", "never"],
-                          cwd=workspace.work_dir, env={**os.environ, **(workspace.env_vars or {})}).returncode
+def rollback_changes(text: str, config: dict[str, auto.ConfigValue], declared: dict[str, dict],
+                     version: dict[str, Value], pinned: dict[str, str]) -> list[Change]:
+    """The edits that make the stack file (`text`; `config`: the stack's values as `pulumi config --json` decrypts
+    them; `declared`: Pulumi.yaml's config) run `version` again, with the release's images `pinned`."""
+    current = config_diff.file_config(text, config)
+    desired = config_diff.desired_config(current, version, config_diff.defaults_of(declared))
+    return config_diff.changes(current, with_pinned(desired, pinned))
+
+
+def with_pinned(desired: dict[str, Value], pinned: dict[str, str]) -> dict[str, Value]:
+    """`images.pinned` set on top of the images config the rollback keeps (as `pulumi config set --path` would),
+    so that a stack file without one gets `images: {pinned: ...}`, not Pulumi.yaml's default written out."""
+    images = desired.get(IMAGES_KEY, Value({}, False))
+    fields = images.data if isinstance(images.data, dict) else {}
+    return {**desired, IMAGES_KEY: Value({**fields, "pinned": pinned}, images.secret)}
+
+
+def print_changes(file_name: str, changes: list[Change]) -> None:
+    if not changes:
+        print(f"{file_name} already holds that version's config", flush=True)
+        return
+    print(f"changes to {file_name} (every other line stays as it is):", flush=True)
+    for change in changes:
+        print(change.describe(), flush=True)
+
+
+def written(stack: auto.Stack, text: str, changes: list[Change], declared: dict[str, dict]) -> str:
+    """The stack file's text with the changes made, secrets encrypted as the stack's own."""
+    with tempfile.TemporaryDirectory(prefix="webstack-rollback-") as scratch:
+        encrypt = Encrypter(Cli.of(stack), text, Path(scratch))
+        text = config_diff.applied(text, changes, declared, encrypt)
+        for key, value in encrypt.added_keys().items():
+            text = stack_file.edited(text, (key,), value)
+    return text
 
 
 def frontend_of(config: dict[str, auto.ConfigValue]) -> Frontend:
@@ -202,64 +254,6 @@ def frontend_of(config: dict[str, auto.ConfigValue]) -> Frontend:
         return Frontend.model_validate(parsed(config[key].value) if key in config else {})
     except ValidationError:
         return Frontend()
-
-
-def parsed(value: str):
-    """History holds every value as a string; objects and lists as JSON."""
-    if value.strip()[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def leaves(value, path: str):
-    """(dotted path, scalar) for every leaf of an object, as `pulumi config set --path` names them."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from leaves(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from leaves(item, f"{path}[{index}]")
-    else:
-        yield path, value
-
-
-def write_config(stack: auto.Stack, stack_file, config: dict[str, auto.ConfigValue]) -> None:
-    """Make the stack's config exactly `config`, as `pulumi config set` would have written it: plain values (objects
-    as objects: Pulumi.yaml types them) into the stack file, secrets encrypted by the engine, leaf by leaf."""
-    declared = (yaml.safe_load((stacks.PROJECT_DIR / "Pulumi.yaml").read_text()).get("config") or {})
-    integers = {f"{NAMESPACE}:{k}" for k, spec in declared.items() if isinstance(spec, dict) and spec.get("type") == "integer"}
-    document = (yaml.safe_load(stack_file.read_text()) if stack_file.exists() else None) or {}
-    document["config"] = {key: int(value.value) if key in integers else parsed(value.value)
-                          for key, value in config.items() if not value.secret}
-    stack_file.write_text(yaml.safe_dump(document, sort_keys=True))
-    workspace = stack.workspace
-    assert isinstance(workspace, auto.LocalWorkspace)
-    for argv, value in secret_set_commands(workspace.pulumi_command.command, stack.name, config):
-        done = subprocess.run(argv, input=value, text=True, capture_output=True, cwd=workspace.work_dir,
-                              env={**os.environ, **(workspace.env_vars or {})})
-        if done.returncode != 0:
-            raise OpsError(f"`{' '.join(argv)}` failed: {done.stderr.strip()[-500:]}")
-
-
-def secret_set_commands(pulumi: str, stack: str, config: dict[str, auto.ConfigValue]) -> list[tuple[list[str], str]]:
-    """(argv, stdin) of each `pulumi config set --secret` that puts the version's secrets back, leaf by leaf.
-    The value goes on stdin, never in an argv (which any user of the machine can read in /proc): the Automation
-    API's set_config passes it as an argument."""
-    commands = []
-    for key, value in config.items():
-        if not value.secret:
-            continue
-        content = parsed(value.value)
-        pairs = ([(path, leaf if isinstance(leaf, str) else json.dumps(leaf)) for path, leaf in leaves(content, key)]
-                 if isinstance(content, (dict, list)) else [(key, value.value)])
-        for path, text in pairs:
-            flags = ["--path"] if path != key or "." in key.partition(":")[2] else []
-            # The CLI drops one trailing newline of what it reads: the value's own newlines all stay.
-            commands.append(([pulumi, "config", "set", "--secret", *flags, "--stack", stack, path], text + "\n"))
-    return commands
 
 
 def confirmed() -> bool:

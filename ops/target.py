@@ -15,12 +15,17 @@ from ops.stack import PROJECT_DIR
 
 def settings_of(stack: auto.Stack) -> Settings:
     """The stack's settings, from its config as the engine stores it (secrets decrypted in memory only)."""
-    config = stack.get_all_config()
+    return settings_from(stack.name, stack.get_all_config())
+
+
+def settings_from(stack: str, config: dict[str, auto.ConfigValue]) -> Settings:
+    """The settings of `stack` whose config (`pulumi config --json`, as stack.get_all_config() reads it) is
+    `config`."""
     prefix = f"{NAMESPACE}:"
     values = {k[len(prefix):]: v.value for k, v in config.items() if k.startswith(prefix)}
     secrets = {k[len(prefix):] for k, v in config.items() if k.startswith(prefix) and v.secret}
     try:
-        return load_settings(values, secrets, stack.name, PROJECT_DIR)
+        return load_settings(values, secrets, stack, PROJECT_DIR)
     except ConfigError as exc:
         raise OpsError(str(exc)) from None
 

@@ -349,40 +349,37 @@ def test_finding_10_a_generation_key_in_plain_text_is_refused():
 
 def test_finding_9_the_rollback_puts_secrets_back_on_stdin_never_in_an_argv(tmp_path):
     """Issue 19, finding 9: `ops rollback` passed each decrypted secret on a `pulumi config set` command line
-    (the Automation API's set_config). Run the commands it builds against a stand-in `pulumi` that records its
-    argv and stdin: every value arrives whole (newlines included) on stdin, and in no argv."""
-    import json
-    import subprocess
-    import sys
+    (the Automation API's set_config). Write a version's secrets into an empty stack file through a stand-in
+    `pulumi` that records its argv and stdin: every value arrives whole (newlines included) on stdin, and in no
+    argv; each field of a secret object is a secret in the file."""
+    import yaml
 
-    from pulumi import automation as auto
+    from ops import config_diff
+    from ops.config_diff import Value
+    from ops.pulumi_cli import Cli, Encrypter
+    from tests.fake_pulumi import calls, decrypted, fake_pulumi
 
-    from ops.rollback import secret_set_commands
     key_text = "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"
-    config = {"webstack:release": auto.ConfigValue("v1"),
-              "webstack:generationKey": auto.ConfigValue("g" * 64, secret=True),
-              "webstack:backend": auto.ConfigValue(json.dumps({"replicas": 2, "secrets": {"TOKEN": "t0k3n"},
-                                                               "releaseCommand": ["migrate", "--pin=4821"]}),
-                                                   secret=True),
-              "webstack:tls": auto.ConfigValue(json.dumps({"privateKey": key_text}), secret=True)}
-    record = tmp_path / "calls.jsonl"
-    fake = tmp_path / "pulumi"
-    fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
-                    f"open({str(record)!r}, 'a').write(json.dumps([sys.argv[1:], sys.stdin.read()]) + '\\n')\n")
-    fake.chmod(0o755)
-    for argv, stdin in secret_set_commands(str(fake), "prod", config):
-        subprocess.run(argv, input=stdin, text=True, check=True)
-    calls = [json.loads(line) for line in record.read_text().splitlines()]
-    argvs = " ".join(" ".join(argv) for argv, _ in calls)
+    version = {"webstack:release": Value("v1", False), "webstack:generationKey": Value("g" * 64, True),
+               "webstack:backend": Value({"replicas": 2, "secrets": {"TOKEN": "t0k3n"},
+                                          "releaseCommand": ["migrate", "--pin=4821"]}, True),
+               "webstack:tls": Value({"privateKey": key_text}, True)}
+    changes = config_diff.changes({}, version)
+    cli = Cli(str(fake_pulumi(tmp_path)), "prod", str(tmp_path), {})
+    text = config_diff.applied("", changes, {}, Encrypter(cli, "", tmp_path))
+    argvs = " ".join(" ".join(argv) for argv, _ in calls(tmp_path))
     for secret in ("g" * 64, "t0k3n", "4821", "BEGIN KEY"):
-        assert secret not in argvs
+        assert secret not in argvs and secret not in text
     # What `pulumi config set` keeps of stdin: all of it but one trailing newline.
-    got = {argv[-1]: stdin.removesuffix("\n") for argv, stdin in calls}
-    assert got == {"webstack:generationKey": "g" * 64, "webstack:backend.replicas": "2",
-                   "webstack:backend.secrets.TOKEN": "t0k3n", "webstack:backend.releaseCommand[0]": "migrate",
-                   "webstack:backend.releaseCommand[1]": "--pin=4821", "webstack:tls.privateKey": key_text}
-    assert all("--secret" in argv and "--stack" in argv for argv, _ in calls)
-    assert all(("--path" in argv) is (argv[-1] != "webstack:generationKey") for argv, _ in calls)
+    assert sorted(stdin.removesuffix("\n") for _, stdin in calls(tmp_path)) == \
+        sorted(["g" * 64, "2", "t0k3n", "migrate", "--pin=4821", key_text])
+    config = yaml.safe_load(text)["config"]
+    assert config["webstack:backend"]["secrets"]["TOKEN"].keys() == {"secure"}
+    assert {key: decrypted(value) for key, value in config.items()} == {
+        "webstack:release": ("v1", False), "webstack:generationKey": ("g" * 64, True),
+        "webstack:backend": ({"replicas": "2", "secrets": {"TOKEN": "t0k3n"},
+                              "releaseCommand": ["migrate", "--pin=4821"]}, True),
+        "webstack:tls": ({"privateKey": key_text}, True)}
 
 
 def test_a_release_command_that_never_exits_fails_at_its_timeout_with_the_argv_that_really_ran(tmp_path):
