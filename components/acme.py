@@ -1,4 +1,5 @@
-"""tls.mode acme: the stack's ACME container (Debian's lego) gets, publishes and renews the edge's certificate.
+"""tls.mode acme: the stack's ACME container (Debian's lego) gets, publishes and renews the edge's certificate,
+for the domain and the edge's other names (edge.aliases, edge.redirects).
 
 The container runs on the target next to the edge, so renewal needs no operator: it renews at 2/3 of the
 certificate's lifetime and publishes the new pair in its volume, which the edge mounts read-only and reloads
@@ -31,6 +32,11 @@ class AcmeArgs:
     public_network: docker.Network    # the one network with a route out: the ACME server is on the internet
 
 
+def extra_names(settings: Settings) -> list[str]:
+    """The names beside the domain that the edge serves with the certificate (edge.aliases, edge.redirects)."""
+    return [name for name in settings.served_names if name != settings.domain]
+
+
 class Acme(pulumi.ComponentResource):
     """The volume (account key, certificates, challenge webroot) and the long-lived lego container."""
 
@@ -49,6 +55,8 @@ class Acme(pulumi.ComponentResource):
             # instead of issuing again, which public CAs rate-limit (Let's Encrypt: 5 per domain set a week).
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
         env = {"ACME_DOMAIN": settings.domain, "ACME_EMAIL": tls.acmeEmail or "", "ACME_SERVER": tls.acmeServer}
+        if extra_names(settings):   # edge.aliases and edge.redirects: the same certificate answers them
+            env["ACME_EXTRA_DOMAINS"] = " ".join(extra_names(settings))
         if tls.acmeServerCa:
             env["ACME_CA_PEM"] = tls.acmeServerCa.strip()
         hosts = []
@@ -74,9 +82,11 @@ class Acme(pulumi.ComponentResource):
                     edge: pulumi.Input[str]) -> Command:
         """The first certificate, once the edge (container name `edge`) serves the challenge path; then the edge
         reloads with it."""
+        names = " ".join(settings.served_names)
         script = pulumi.Output.from_input(edge).apply(lambda edge_name: rendering.render(
             "host/acme-issue.sh.j2", acme=self.container_name, edge=edge_name, acme_command=contract.ACME_COMMAND,
-            certs_command=contract.EDGE_CERTS_COMMAND, domain=settings.domain, server=settings.tls.acmeServer))
+            certs_command=contract.EDGE_CERTS_COMMAND, domain=settings.domain, names=names,
+            server=settings.tls.acmeServer))
         return host.script(f"{self._name}-issue", script,
-                           triggers=[self.container.id, settings.domain, settings.tls.acmeServer],
+                           triggers=[self.container.id, names, settings.tls.acmeServer],
                            opts=pulumi.ResourceOptions(parent=self, depends_on=[switch]))

@@ -36,6 +36,16 @@ HOLDER_CPUS = 0.1
 # kernel moves the connections still waiting in their accept queues to a listener that stays (Linux >= 5.14; on
 # older kernels those few are reset), so a graceful stop of the old edge drops none.
 HOLDER_SYSCTLS = {"net.ipv4.tcp_migrate_req": "1"}
+# nginx keeps each request body in the edge's /tmp (a tmpfs, which counts in its memory) until the backend takes
+# it, so that a slow upload never holds a backend worker: /tmp holds three bodies of edge.maxBodyMb at once, and
+# the memory limit grows with it. The defaults are the edge's before that setting.
+EDGE_TMP_MB = 64
+EDGE_NGINX_MB = 64
+BODIES_IN_TMP = 3
+
+
+def edge_tmp_mb(settings: Settings) -> int:
+    return max(EDGE_TMP_MB, BODIES_IN_TMP * settings.edge.maxBodyMb)
 
 
 class Edge(pulumi.ComponentResource):
@@ -81,7 +91,9 @@ class Edge(pulumi.ComponentResource):
             network_mode=self.holder.id.apply(lambda holder_id: f"container:{holder_id}"),
             healthcheck=healthcheck(["curl", "-fsS", "-o", "/dev/null", "--unix-socket", contract.EDGE_HTTP_SOCKET,
                                      f"http://localhost{contract.EDGE_HEALTH_PATH}"]),
-            **hardened(settings, "edge", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}", memory_mb=128),
+            **hardened(settings, "edge", user=f"{contract.NGINX_UID}:{contract.NGINX_UID}",
+                       memory_mb=EDGE_NGINX_MB + edge_tmp_mb(settings),
+                       tmpfs={"/tmp": f"rw,noexec,nosuid,size={edge_tmp_mb(settings)}m"}),
             # After the ACME container: it fills its fresh volume (owners, the first certificate) before the
             # edge mounts it read-only. Created before the old edge is deleted (the provider's default for
             # containers is delete first).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from typing import Mapping
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -96,8 +97,17 @@ def covers(name: str, patterns: list[str]) -> bool:
     return False
 
 
-def check_certificate(cert_pem: str, key_pem: str, domain: str) -> list[tuple[str, str]]:
-    """Return (field, problem) pairs for a provided certificate/key; empty when both are usable for domain."""
+def check_coverage(cert: x509.Certificate, names: Mapping[str, str]) -> None:
+    """names: each name the certificate must cover -> what it is, for the message ("the domain")."""
+    covered = names_covered(cert)
+    missing = [f"{what} '{name}'" for name, what in names.items() if not covers(name, covered)]
+    if missing:
+        raise PemError(f"does not cover {', '.join(missing)} (it covers: {', '.join(covered) or 'nothing'})")
+
+
+def check_certificate(cert_pem: str, key_pem: str, names: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Return (field, problem) pairs for a provided certificate/key; empty when both are usable for every name
+    (name -> what it is: {"app.example.com": "the domain"})."""
     problems: list[tuple[str, str]] = []
     cert = key = None
     try:
@@ -105,8 +115,7 @@ def check_certificate(cert_pem: str, key_pem: str, domain: str) -> list[tuple[st
         cert = chain[0]
         check_not_expired(cert)
         check_chain(chain)
-        if not covers(domain, names_covered(cert)):
-            raise PemError(f"does not cover the domain '{domain}' (it covers: {', '.join(names_covered(cert)) or 'nothing'})")
+        check_coverage(cert, names)
     except PemError as exc:
         problems.append(("certificate", str(exc)))
     try:

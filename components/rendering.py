@@ -12,13 +12,14 @@ import hmac
 import io
 import shlex
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import jinja2
 
 from . import contract
-from .settings import Database, Settings
+from .settings import Database, Settings, is_within
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -51,15 +52,79 @@ PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
 HSTS = "max-age=63072000; includeSubDomains"
 
 
-# Writes (POST, PUT, PATCH, DELETE) per client address at the edge: the reference app takes anonymous writes.
-# Reads are never limited. Behind Docker's userland proxy every client has the proxy's address, so this is
-# then a limit for all clients together. Over the limit: 429 with the security headers.
-WRITE_RATE_LIMIT = {"rate": "10r/s", "burst": 20}
-
-
 # Retry-After on every 503: a database replacement pauses the API for a few seconds (measured in
 # tests/live/test_interruptions.py), and the edge's own 503 page is about as short-lived.
 RETRY_AFTER_SECONDS = 5
+
+# The edge's own page for every error status nginx itself produces (and the frontend's, which the edge
+# intercepts), by status: a title, no server name, version, upstream or path. The backend's own error responses
+# pass through untouched.
+EDGE_ERROR_TITLES = {
+    400: "Bad request", 403: "Forbidden", 404: "Not found", 405: "Method not allowed", 408: "Request timeout",
+    411: "Length required", 413: "Request too large", 414: "URI too long", 416: "Range not satisfiable",
+    421: "Misdirected request", 429: "Too many requests", 494: "Request header too large",
+    495: "Bad client certificate", 496: "Client certificate required", 497: "HTTPS required",
+    500: "Internal error", 501: "Not implemented", 502: "Bad gateway", 503: "Service unavailable",
+    504: "Gateway timeout", 505: "HTTP version not supported",
+}
+# nginx's own codes (a header too large, a client certificate problem, plain HTTP sent to the HTTPS port) are
+# never sent: clients get 400, as nginx's built-in pages do.
+NGINX_ONLY_STATUSES = (494, 495, 496, 497)
+# Worth a retry: the client did nothing wrong.
+RETRYABLE_STATUSES = (408, 429, 500, 502, 503, 504)
+EDGE_PAGES_PATH = "/_webstack/errors"
+
+
+def edge_page(title: str, hint: str = "") -> str:
+    """A small HTML page (no double quotes: it is an nginx string)."""
+    return (f"<!doctype html><html lang=en><meta charset=utf-8><title>{title}</title><h1>{title}</h1>"
+            + (f"<p>{hint}</p>" if hint else "") + "</html>")
+
+
+def edge_error_pages() -> dict[str, str]:
+    """The body of each of the edge's pages by its internal path: one per error status, and one for the edge's
+    own redirects (nginx's built-in redirect body names nginx)."""
+    pages = {f"{EDGE_PAGES_PATH}/{code}": edge_page(title, "Please try again later." if code in RETRYABLE_STATUSES
+                                                     else "")
+             for code, title in EDGE_ERROR_TITLES.items()}
+    pages[f"{EDGE_PAGES_PATH}/moved"] = edge_page("Moved")
+    pages["default"] = edge_page("Error")   # the map's fallback: no error_page leads there
+    return pages
+
+
+def edge_error_statuses() -> dict[int, int]:
+    """Each error status the edge has a page for -> the status the client gets."""
+    return {code: 400 if code in NGINX_ONLY_STATUSES else code for code in EDGE_ERROR_TITLES}
+
+
+@dataclass(frozen=True)
+class BackendLocation:
+    """One nginx location that proxies to the backend: `match` follows `location`, `uri` is what proxy_pass puts
+    in place of the matched part (empty: the request's path as it came)."""
+
+    match: str
+    uri: str
+    websocket: bool = False
+    streaming: bool = False
+
+
+def backend_locations(settings: Settings) -> list[BackendLocation]:
+    """The backend's prefix, then each WebSocket or streaming path below it as two locations (the path itself and
+    everything under it: whole segments, so `/api/ws` is not `/api/wsx`). nginx picks the longest match; a path
+    gets the treatment of every listed path it lies within ('/', or the prefix itself: the whole backend)."""
+    edge, prefix = settings.edge, settings.backend_prefix
+    strip = settings.backend.stripPrefix and prefix != "/"
+
+    def treatment(path: str) -> dict[str, bool]:
+        return {"websocket": any(is_within(path, listed) for listed in edge.websocketPaths),
+                "streaming": any(is_within(path, listed) for listed in edge.streamingPaths)}
+
+    locations = [BackendLocation(prefix if prefix == "/" else f"{prefix}/", "/" if strip else "", **treatment(prefix))]
+    for path in sorted({*edge.websocketPaths, *edge.streamingPaths} - {prefix}):
+        below = path[len(prefix):] if strip else ""   # stripPrefix: /api/ws reaches the backend as /ws
+        locations += [BackendLocation(f"= {path}", below, **treatment(path)),
+                      BackendLocation(f"{path}/", f"{below}/" if strip else "", **treatment(path))]
+    return locations
 
 
 def security_headers(tls: bool) -> dict[str, str]:
@@ -123,21 +188,29 @@ def render_edge_site(settings: Settings, backend_servers: list[str], web_servers
     # The canary serves the bundle's certificate (stage/tls) before it goes live; in acme mode the edge serves the
     # ACME container's published pair either way.
     tls_dir = contract.ACME_LIVE_DIR if acme else f"{contract.EDGE_CONFIG_DIR}/{'stage' if canary else 'live'}/tls"
+    edge = settings.edge
     return render(
         "edge/site.conf.j2", canary=canary, upstream_prefix="webstack_canary_" if canary else "webstack_",
         canary_socket=contract.EDGE_CANARY_SOCKET,
         http_socket=contract.EDGE_HTTP_SOCKET, https_socket=contract.EDGE_HTTPS_SOCKET,
         stack=settings.stack, release=settings.release, domain=settings.domain,
+        server_names=" ".join([settings.domain, *edge.aliases]), aliases=edge.aliases, redirects=edge.redirects,
+        site_url=settings.url,
         public_host=settings.url.split("://", 1)[1],   # the domain, and the published port unless 80/443
         tls=tls, headers=security_headers(tls), backend_servers=backend_servers, web_servers=web_servers,
         backend_port=settings.backend.port, web_port=contract.WEB_PORT,
         http_port=contract.EDGE_HTTP_PORT, https_port=contract.EDGE_HTTPS_PORT,
         https_port_suffix="" if settings.httpsPort == 443 else f":{settings.httpsPort}",
-        tls_dir=tls_dir, acme_webroot=contract.ACME_WEBROOT if acme else None, writes=WRITE_RATE_LIMIT,
-        retry_after_seconds=RETRY_AFTER_SECONDS,
+        tls_dir=tls_dir, acme_webroot=contract.ACME_WEBROOT if acme else None,
+        write_rate=edge.writeRatePerSecond, write_burst=edge.writeBurst,
+        retry_after_seconds=RETRY_AFTER_SECONDS, error_statuses=edge_error_statuses(),
+        error_page_bodies=edge_error_pages(), error_pages_path=EDGE_PAGES_PATH,
         ssl_ciphers=MOZILLA_INTERMEDIATE_CIPHERS,
         ocsp_stapling=settings.tls.ocspStapling, edge_health_path=contract.EDGE_HEALTH_PATH,
-        backend_prefix=settings.backend_prefix, strip_prefix=settings.backend.stripPrefix)
+        backend_prefix=settings.backend_prefix, strip_prefix=settings.backend.stripPrefix,
+        backend_locations=backend_locations(settings), max_body_mb=edge.maxBodyMb,
+        read_timeout=edge.readTimeoutSeconds, send_timeout=edge.sendTimeoutSeconds,
+        stream_timeout=edge.streamTimeoutSeconds, trusted_proxies=edge.trustedProxies)
 
 
 def edge_check_paths(settings: Settings) -> list[str]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from . import pem
 
@@ -439,6 +439,89 @@ class Images(Model):
     pinned: Optional[PinnedImages] = None
 
 
+def is_within(path: str, prefix: str) -> bool:
+    """`path` is `prefix` or lies below it, by whole segments ('/api/ws' is within '/api', '/apix' is not)."""
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
+def _edge_path(value: str) -> str:
+    # The value becomes an nginx location: plain characters only, and one spelling per path.
+    if not URL_PATH.fullmatch(value):
+        raise ValueError(f"{value!r} must be a URL path starting with '/', of letters, digits, '/', '_', '.' and '-' "
+                         "only (no spaces, quotes, ';', '{' or '}')")
+    if value != "/" and any(part in ("", ".", "..") for part in value.split("/")[1:]):
+        raise ValueError(f"{value!r} must be '/' or a path like '/api/ws': no trailing '/', no '//', '.' or '..'")
+    return value
+
+
+def _trusted_proxy(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value)
+    except ValueError:
+        try:
+            meant = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            meant = None
+        if meant is None or "%" in value:
+            raise ValueError(f"{value!r} is not an IP address or a CIDR range like 10.0.0.0/8 or 2001:db8::/32 "
+                             "(no zone id)") from None
+        raise ValueError(f"{value!r} has bits set after the prefix length; the range is {meant}") from None
+    if "%" in value:
+        raise ValueError(f"{value!r} has a zone id; give the address or range alone")
+    if network.prefixlen == 0:
+        raise ValueError(f"{value!r} trusts every address, so any client could name its own address; list only the "
+                         "proxies or load balancers in front of the edge")
+    return str(network.network_address) if network.num_addresses == 1 else str(network)
+
+
+def _extra_hostname(value: str) -> str:
+    if not HOSTNAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a hostname like www.example.com (no wildcard, scheme, port or path)")
+    return value.lower()
+
+
+EdgePath = Annotated[str, AfterValidator(_edge_path)]
+TrustedProxy = Annotated[str, AfterValidator(_trusted_proxy)]
+ExtraHostname = Annotated[str, AfterValidator(_extra_hostname)]
+# The edge buffers each request body in its /tmp until the backend takes it (components/edge.py sizes /tmp and
+# the memory limit from this); larger uploads belong in direct uploads to object storage, not through the proxy.
+MAX_BODY_MB = 1024
+
+
+class Edge(Model):
+    """How the edge (nginx) takes requests in and hands them to the backend. Every default is the edge as it
+    was before these keys existed, so a stack that sets none of them is served as before."""
+
+    maxBodyMb: int = Field(1, ge=1, le=MAX_BODY_MB)           # largest request body; larger: the edge's 413
+    readTimeoutSeconds: int = Field(60, ge=1, le=3600)         # the backend may be silent this long in a response
+    sendTimeoutSeconds: int = Field(60, ge=1, le=3600)         # ... and take this long to read the next request part
+    # Both timeouts at once, for the paths below: an open WebSocket or event stream is often quiet for minutes.
+    streamTimeoutSeconds: int = Field(3600, ge=1, le=86400)
+    # Paths within backend_prefix, each with everything below it (the prefix itself: the whole backend).
+    websocketPaths: list[EdgePath] = Field(default_factory=list)   # handshakes (Upgrade) passed on
+    streamingPaths: list[EdgePath] = Field(default_factory=list)   # server-sent events: not buffered
+    # Proxies in front of the edge whose X-Forwarded-For is believed ([]: nobody's; the connection's address is
+    # the client's).
+    trustedProxies: list[TrustedProxy] = Field(default_factory=list)
+    writeRatePerSecond: int = Field(10, ge=1, le=10000)    # POST/PUT/PATCH/DELETE per client address
+    writeBurst: int = Field(20, ge=0, le=10000)            # writes above the rate accepted at once (0: none)
+    aliases: list[ExtraHostname] = Field(default_factory=list)     # served like the domain, same certificate
+    redirects: list[ExtraHostname] = Field(default_factory=list)   # 308 to the domain, path and query kept
+
+    @model_validator(mode="after")
+    def _each_value_once(self) -> "Edge":
+        seen: dict[tuple[str, str], str] = {}
+        for key in ("websocketPaths", "streamingPaths", "trustedProxies", "aliases", "redirects"):
+            # A name is an alias or a redirect, not both: the two lists share one set of names.
+            kind = "names" if key in ("aliases", "redirects") else key
+            for index, value in enumerate(getattr(self, key)):
+                earlier = seen.setdefault((kind, value), f"{key}[{index}]")
+                if earlier != f"{key}[{index}]":
+                    both = "" if earlier.startswith(key) else ": a name is an alias or a redirect, not both"
+                    raise FieldProblem(f"{key}[{index}]", f"'{value}' is already edge.{earlier}{both}; list it once")
+        return self
+
+
 GENERATION_KEY_FIX = ("pulumi config set --secret webstack:generationKey "
                       "\"$(python3 -c 'import secrets; print(secrets.token_hex(32))')\"")
 
@@ -472,6 +555,7 @@ class Settings(Model):
     backend: Backend = Backend()
     frontend: Frontend = Frontend()
     images: Images = Images()
+    edge: Edge = Edge()
 
     @field_validator("stack")
     @classmethod
@@ -551,7 +635,28 @@ class Settings(Model):
         if pinned is not None and self.frontend.enabled and pinned.web is None:
             raise FieldProblem("images.pinned.web", f"is missing, but release {pinned.release} has a frontend: "
                                "roll back with `python -m ops rollback`, which pins both images")
+        self._check_edge_paths()
+        self._check_edge_names()
         return self
+
+    def _check_edge_paths(self) -> None:
+        """WebSocket and streaming paths lie within the backend's prefix: only the backend is proxied there (the
+        frontend is static files, which hold no connection open)."""
+        prefix = self.backend_prefix
+        for key in ("websocketPaths", "streamingPaths"):
+            for index, path in enumerate(getattr(self.edge, key)):
+                if not is_within(path, prefix):
+                    meant = prefix if path == "/" else prefix + path
+                    raise FieldProblem(f"edge.{key}[{index}]", f"'{path}' is outside the backend's prefix "
+                                       f"'{prefix}' (backend.pathPrefix), the only place the edge proxies to the "
+                                       f"backend; did you mean '{meant}'? ('{prefix}' alone: the whole backend)")
+
+    def _check_edge_names(self) -> None:
+        for key in ("aliases", "redirects"):
+            for index, name in enumerate(getattr(self.edge, key)):
+                if name == self.domain:
+                    raise FieldProblem(f"edge.{key}[{index}]", f"'{name}' is the domain itself; list only the "
+                                       "other names")
 
     @property
     def backend_prefix(self) -> str:
@@ -559,6 +664,12 @@ class Settings(Model):
         if self.backend.pathPrefix is not None:
             return self.backend.pathPrefix
         return "/api" if self.frontend.enabled else "/"
+
+    @property
+    def served_names(self) -> dict[str, str]:
+        """Every name the edge answers over HTTPS with the stack's certificate, and what it is."""
+        return {self.domain: "the domain", **{name: "the alias (edge.aliases)" for name in self.edge.aliases},
+                **{name: "the redirect (edge.redirects)" for name in self.edge.redirects}}
 
     @property
     def name_prefix(self) -> str:
@@ -604,7 +715,7 @@ def check_provided_tls(settings: Settings) -> list[tuple[str, str]]:
     if tls.mode != "provided" or tls.certificate is None or tls.privateKey is None:
         return []
     problems = pem.check_certificate(tls.certificate.get_secret_value(), tls.privateKey.get_secret_value(),
-                                     settings.domain)
+                                     settings.served_names)
     return [(f"tls.{field}", message) for field, message in problems]
 
 

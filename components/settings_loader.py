@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,7 +22,7 @@ from .git_release import NoGitRelease, git_release
 from .settings import GENERATION_KEY_FIX, FieldProblem, Settings, check_build, check_provided_tls, provided_tls_warnings
 
 NAMESPACE = "webstack"
-OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend", "images")
+OBJECT_KEYS = ("target", "tls", "database", "backend", "frontend", "images", "edge")
 SCALAR_KEYS = ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage", "baseImageMaxAgeDays",
                "generationKey")
 SECRET_SCALARS = ("generationKey",)
@@ -32,7 +33,13 @@ EXAMPLES = {"release": "v1", "target.hostKey": "\"$(ssh-keyscan -t ed25519 HOST 
             "publishAddress": "127.0.0.1", "baseImage": "debian:bookworm-slim", "baseImageMaxAgeDays": "7", "target.kind": "ssh", "target.host": "203.0.113.10",
             "tls.mode": "self-signed", "backend.replicas": "2", "backend.port": "8000",
             "backend.pathPrefix": "/api", "backend.egress": "true", "backend.stripPrefix": "false",
-            "frontend.enabled": "false"}
+            "frontend.enabled": "false", "edge.maxBodyMb": "20", "edge.readTimeoutSeconds": "60",
+            "edge.sendTimeoutSeconds": "60", "edge.streamTimeoutSeconds": "3600", "edge.writeRatePerSecond": "10",
+            "edge.writeBurst": "20"}
+# Keys that hold a list, with an example element: set one element at a time (`key[0]`, `key[1]`...).
+LIST_EXAMPLES = {"edge.websocketPaths": "/api/ws", "edge.streamingPaths": "/api/events",
+                 "edge.trustedProxies": "10.0.0.0/8", "edge.aliases": "app.example.org",
+                 "edge.redirects": "www.example.com"}
 
 
 class ConfigError(pulumi.RunError):
@@ -47,7 +54,21 @@ class ConfigError(pulumi.RunError):
 
 def set_command(path: str, value: str = "<value>", secret: bool = False) -> str:
     flags = (" --secret" if secret else "") + (" --path" if "." in path else "")
-    return f"pulumi config set{flags} {NAMESPACE}:{path} {value}"
+    key = f"'{NAMESPACE}:{path}'" if "[" in path else f"{NAMESPACE}:{path}"   # a shell would glob key[0]
+    return f"pulumi config set{flags} {key} {value}"
+
+
+def key_path(loc: tuple) -> str:
+    """A pydantic error location as the user writes the key: `edge.trustedProxies[1]`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def without_index(path: str) -> str:
+    """`edge.aliases[1]` -> `edge.aliases`: the key whose example fits one element."""
+    return re.sub(r"\[\d+\]$", "", path)
 
 
 def is_secret_path(path: str) -> bool:
@@ -72,6 +93,8 @@ ELEMENT_FIXES = {
                               "(then [1], [2]... for its arguments)",
     "backend.volumes": f"pulumi config set --path {NAMESPACE}:backend.volumes.media /app/media",
     "generationKey": GENERATION_KEY_FIX,
+    **{key: f"{set_command(f'{key}[0]', example)} (then [1], [2]... for more)"
+       for key, example in LIST_EXAMPLES.items()},
 }
 
 
@@ -80,7 +103,8 @@ def with_fix(path: str, message: str, secret: bool = False) -> str:
         return f"{message}. Fix: {ELEMENT_FIXES[path]}"
     if secret:
         return f"{message}. Fix: cat FILE | {set_command(path, '', secret=True).rstrip()}"
-    return f"{message}. Fix: {set_command(path, EXAMPLES.get(path, '<value>'))}"
+    example = EXAMPLES.get(path) or LIST_EXAMPLES.get(without_index(path), "<value>")
+    return f"{message}. Fix: {set_command(path, example)}"
 
 
 def unknown_key(path: str, known: list[str]) -> tuple[str, str]:
@@ -111,7 +135,7 @@ def parse_raw(key: str, raw: Any, secret: bool = False) -> tuple[Any, str | None
 def describe(error: dict, secret_keys: set[str] = frozenset()) -> tuple[str, str]:
     """One pydantic error as (key path, message). secret_keys: the top-level keys set with --secret, whose
     values (any part of them, any type) never appear in the message."""
-    path = ".".join(str(part) for part in error["loc"])
+    path = key_path(error["loc"])
     cause = error.get("ctx", {}).get("error")
     if isinstance(cause, FieldProblem):
         path = f"{path}.{cause.path}" if path else cause.path

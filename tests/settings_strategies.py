@@ -56,7 +56,28 @@ def valid_config(draw) -> tuple[str, dict[str, str]]:
     if prefix is not None:
         values["backend"]["pathPrefix"] = prefix
     values["backend"]["stripPrefix"] = draw(st.booleans())
+    values["edge"] = draw(edge_settings(prefix or ("/api" if frontend else "/"), values["domain"]))
     return draw(STACKS), {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+
+SEGMENT = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,8}", fullmatch=True)
+PROXIES = st.sampled_from(["10.0.0.0/8", "172.16.0.0/12", "192.0.2.7", "2001:db8::/32", "::1"])
+
+
+@st.composite
+def edge_settings(draw, served_prefix: str, domain: str) -> dict:
+    """webstack:edge for a site whose backend is served under `served_prefix` (its WebSocket and streaming paths
+    lie there: the prefix itself or below it)."""
+    below = st.lists(SEGMENT, max_size=2).map(lambda parts: "/".join([served_prefix.rstrip("/"), *parts]) or "/")
+    names = draw(st.lists(HOSTNAMES.filter(lambda name: name != domain), unique=True, max_size=3))
+    split = draw(st.integers(0, len(names)))
+    return {"maxBodyMb": draw(st.integers(1, s.MAX_BODY_MB)), "readTimeoutSeconds": draw(st.integers(1, 3600)),
+            "sendTimeoutSeconds": draw(st.integers(1, 3600)), "streamTimeoutSeconds": draw(st.integers(1, 86400)),
+            "websocketPaths": draw(st.lists(below, unique=True, max_size=2)),
+            "streamingPaths": draw(st.lists(below, unique=True, max_size=2)),
+            "trustedProxies": draw(st.lists(PROXIES, unique=True, max_size=3)),
+            "writeRatePerSecond": draw(st.integers(1, 10000)), "writeBurst": draw(st.integers(0, 10000)),
+            "aliases": names[:split], "redirects": names[split:]}
 
 
 # One bad value per draw: (the key whose value is wrong, raw config with it). Each must be refused by name.
@@ -80,8 +101,13 @@ INVALID = st.one_of(
         st.builds(lambda r: {"replicas": r}, st.one_of(st.integers(max_value=0), st.integers(min_value=17))),
         st.builds(lambda h: {"healthPath": h}, st.sampled_from(["ready", "/a b", ""])),
         st.builds(lambda e: {"env": e}, st.sampled_from([{"1X": "v"}, {"A-B": "v"}]))).map(json.dumps)),
-    st.tuples(st.sampled_from(["backend", "tls", "target"]), st.sampled_from(["{", "[1,", "{'a': 1}"])),
+    st.tuples(st.just("edge"), st.sampled_from([
+        {"maxBodyMb": 0}, {"readTimeoutSeconds": 3601}, {"writeBurst": -1}, {"trustedProxies": ["::/0"]},
+        {"trustedProxies": ["10.0.0.1/8"]}, {"websocketPaths": ["ws"]}, {"streamingPaths": ["/a;b"]},
+        {"aliases": ["a b"]}, {"redirects": ["*.example.com"]}, {"aliases": ["x.example"], "redirects": ["x.example"]},
+    ]).map(json.dumps)),
+    st.tuples(st.sampled_from(["backend", "tls", "target", "edge"]), st.sampled_from(["{", "[1,", "{'a': 1}"])),
     st.tuples(st.from_regex(r"[a-z][A-Za-z]{2,12}", fullmatch=True).filter(
         lambda k: k not in ("release", "domain", "httpPort", "httpsPort", "publishAddress", "baseImage", "target",
-                            "tls", "database", "backend", "frontend", "images")), st.just("1")),
+                            "tls", "database", "backend", "frontend", "images", "edge")), st.just("1")),
 )

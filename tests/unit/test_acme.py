@@ -159,3 +159,81 @@ def test_finding_15_failed_renewals_back_off_to_stay_under_the_cas_failure_limit
     assert pauses == [600, 1200, 2400, 4800, 9600, 19200, 21600, 21600]
     attempts_in_first_hour = sum(1 for i in range(len(pauses)) if sum(pauses[:i]) < 3600)
     assert attempts_in_first_hour <= 4
+
+
+# --- issue 22: the edge's other names -----------------------------------------------------------------------------
+
+def test_the_edges_other_names_go_to_the_acme_container_and_the_first_issuance():
+    run = run_program("dev", overrides={"webstack:tls": ACME, "webstack:domain": "example.com",
+                                        "webstack:edge": {"aliases": ["example.org"], "redirects": ["www.example.com"]}})
+    (acme,) = run.containers()["acme"]
+    env = dict(item.split("=", 1) for item in acme.inputs["envs"])
+    assert (env["ACME_DOMAIN"], env["ACME_EXTRA_DOMAINS"]) == ("example.com", "example.org www.example.com")
+    assert "example.com example.org www.example.com" in run.named("acme-issue").inputs["create"]
+
+
+FAKE_LEGO = """#!/bin/sh
+# Records its arguments; `run` and `renew` write a self-signed certificate for the --domains given, in the files
+# lego names after the first one.
+echo "$*" >> "$LEGO_LOG"
+path=; names=
+while [ $# -gt 0 ]; do
+  case $1 in --path) path=$2; shift ;; --domains) names="$names $2"; shift ;; esac
+  shift
+done
+set -- $names
+san=$(for name in "$@"; do printf 'DNS:%s,' "$name"; done)
+mkdir -p "$path/certificates"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 -subj "/CN=$1" \\
+  -addext "subjectAltName=${san%,}" -keyout "$path/certificates/$1.key" -out "$path/certificates/$1.crt" 2>/dev/null
+"""
+
+
+def as_pid_1(argv: list[str]) -> list[str]:
+    """The script as PID 1 of its own PID namespace, as in its container: its log then stays on its own stderr
+    (from any other PID it also writes to PID 1's, the container's log)."""
+    for unshare in (["unshare", "--pid", "--fork"], ["unshare", "--user", "--map-root-user", "--pid", "--fork"]):
+        if subprocess.run([*unshare, "true"], capture_output=True).returncode == 0:
+            return [*unshare, *argv]
+    pytest.skip("needs unshare --pid (root, or unprivileged user namespaces)")
+
+
+def issue(tmp_path: Path, extra: str = "") -> subprocess.CompletedProcess:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "lego").write_text(FAKE_LEGO)
+    (bin_dir / "lego").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "ACME_DIR": str(tmp_path / "volume"),
+           "ACME_DOMAIN": "example.com", "ACME_EXTRA_DOMAINS": extra, "ACME_EMAIL": "ops@example.com",
+           "ACME_SERVER": "https://acme.example.test/dir", "LEGO_LOG": str(tmp_path / "lego.log")}
+    return subprocess.run(as_pid_1(["sh", str(SCRIPT), "issue"]), capture_output=True, text=True, env=env, timeout=60)
+
+
+def published_names(tmp_path: Path) -> list[str]:
+    from cryptography import x509
+    cert = x509.load_pem_x509_certificate((tmp_path / "volume/certs/live/fullchain.pem").read_bytes())
+    return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+def lego_calls(tmp_path: Path) -> list[str]:
+    return (tmp_path / "lego.log").read_text().splitlines()
+
+
+def test_lego_is_asked_for_the_domain_and_every_other_name_the_domain_first(tmp_path):
+    result = issue(tmp_path, "example.org www.example.com")
+    assert result.returncode == 0, result.stderr
+    (call,) = lego_calls(tmp_path)
+    assert "--domains example.com --domains example.org --domains www.example.com" in call and call.endswith(" run")
+    assert published_names(tmp_path) == ["example.com", "example.org", "www.example.com"]
+
+
+def test_a_valid_certificate_for_the_same_names_is_kept_and_one_for_other_names_is_replaced(tmp_path):
+    assert issue(tmp_path).returncode == 0
+    assert issue(tmp_path).returncode == 0
+    assert len(lego_calls(tmp_path)) == 1                  # the same names: no second request
+    result = issue(tmp_path, "www.example.com")            # a redirect was added: a new certificate, not a renewal
+    assert result.returncode == 0, result.stderr
+    assert lego_calls(tmp_path)[-1].endswith(" run") and len(lego_calls(tmp_path)) == 2
+    assert published_names(tmp_path) == ["example.com", "www.example.com"]
+    assert issue(tmp_path).returncode == 0                 # and removed again: the certificate follows
+    assert len(lego_calls(tmp_path)) == 3 and published_names(tmp_path) == ["example.com"]

@@ -38,7 +38,7 @@ def test_a_chain_whose_intermediate_did_not_sign_the_leaf_is_refused():
     other_ca_key = ec.generate_private_key(ec.SECP256R1())
     leaf, leaf_key = issued("app.example.com", "Intermediate CA", ca_key)
     wrong_intermediate, _ = issued("Intermediate CA", "Root", other_ca_key, ca=True, san=False)
-    problems = pem.check_certificate(leaf + wrong_intermediate, key_pem(leaf_key), "app.example.com")
+    problems = pem.check_certificate(leaf + wrong_intermediate, key_pem(leaf_key), {"app.example.com": "the domain"})
     assert [field for field, _ in problems] == ["certificate"], problems
     assert "chain" in problems[0][1]
 
@@ -47,8 +47,8 @@ def test_a_chain_in_the_wrong_order_is_refused():
     root_key = ec.generate_private_key(ec.SECP256R1())
     intermediate, intermediate_key = issued("Intermediate CA", "Root", root_key, ca=True, san=False)
     leaf, leaf_key = issued("app.example.com", "Intermediate CA", intermediate_key)
-    assert pem.check_certificate(leaf + intermediate, key_pem(leaf_key), "app.example.com") == []
-    problems = pem.check_certificate(intermediate + leaf, key_pem(leaf_key), "app.example.com")
+    assert pem.check_certificate(leaf + intermediate, key_pem(leaf_key), {"app.example.com": "the domain"}) == []
+    problems = pem.check_certificate(intermediate + leaf, key_pem(leaf_key), {"app.example.com": "the domain"})
     assert any("chain" in message for _, message in problems), problems
 
 

@@ -163,6 +163,16 @@ def test_the_edge_serves_in_the_holders_network_namespace_and_is_replaced_create
     assert holder.inputs["user"] == "65534:65534" and holder.inputs["readOnly"] is True
 
 
+def test_the_edge_keeps_its_tmp_and_memory_until_uploads_need_more(dev):
+    """Request bodies wait in the edge's /tmp (a tmpfs, counted in its memory) for the backend: three of
+    edge.maxBodyMb fit, and the memory limit grows with it. The default is the edge as it was."""
+    edge = only(dev, "edge")
+    assert (edge.inputs["memory"], edge.inputs["tmpfs"]) == (128, {"/tmp": "rw,noexec,nosuid,size=64m"})
+    uploads = only(run_program("dev", overrides={"webstack:edge": {"maxBodyMb": 100}}), "edge")
+    assert (uploads.inputs["memory"], uploads.inputs["tmpfs"]) == (364, {"/tmp": "rw,noexec,nosuid,size=300m"})
+    assert uploads.inputs["memorySwap"] == 364
+
+
 def test_the_switch_retires_the_other_edges_of_the_stack_only_after_the_release_serves(dev):
     script = dev.named("edge-switch").inputs["create"]
     serving = script.split("case $rc in")[1].split(";;")[0]

@@ -36,8 +36,11 @@ def test_any_valid_configuration_loads_and_renders_every_template(case):
     prefix = loaded.backend_prefix
     assert (f"location {prefix}/ {{" if prefix != "/" else "proxy_pass http://webstack_backend;") in site
     # one route for / in the server that serves the app, and one in each server that only redirects (plain HTTP
-    # with TLS) or refuses other names (the catch-all servers)
-    assert site.count("    location / {") == (3 if loaded.tls_enabled else 2) and "$proxy_add_x_forwarded_for" not in site
+    # with TLS, edge.redirects) or refuses other names (the catch-all servers)
+    routes = (3 if loaded.tls_enabled else 2) + (1 if loaded.edge.redirects else 0)
+    assert site.count("    location / {") == routes and "$proxy_add_x_forwarded_for" not in site
+    for path in {*loaded.edge.websocketPaths, *loaded.edge.streamingPaths} - {prefix}:
+        assert f"location = {path} {{" in site and f"location {path}/ {{" in site
     assert ("ssl_certificate" in site) == (loaded.tls.mode != "off")
     ident = render_pg_ident(loaded.database)
     assert contract.BACKEND_OS_USER in ident and loaded.database.user in ident
@@ -74,4 +77,6 @@ def test_arbitrary_raw_text_is_accepted_or_one_config_error_never_another_except
     try:
         load_settings({**values, key: raw}, set(), stack, PROJECT_DIR)
     except ConfigError as error:
-        assert all(path == key or path.startswith(f"{key}.") for path, _ in error.problems), error.problems
+        # The edge's WebSocket and streaming paths lie within the backend's prefix: another backend may move it.
+        keys = (key, "edge") if key == "backend" else (key,)
+        assert all(path.split(".")[0] in keys for path, _ in error.problems), error.problems
