@@ -1116,8 +1116,19 @@ def mirror_prefix(config: dict, project: str, stack: str) -> str:
 
 
 def repo_files(repo: Path) -> dict[str, os.stat_result]:
-    return {str(p.relative_to(repo)): p.stat() for p in sorted(repo.rglob("*"))
-            if p.is_file() and not p.is_symlink() and REPO_FILE.fullmatch(str(p.relative_to(repo)))}
+    """The repository's files (not pgBackRest's temporary ones, renamed into place once complete), with their
+    stat; a file that goes away while they are listed (renamed, expired) is left to the next pass."""
+    files = {}
+    for path in sorted(repo.rglob("*")):
+        relative = str(path.relative_to(repo))
+        if relative.endswith(".tmp") or not REPO_FILE.fullmatch(relative):
+            continue
+        try:
+            if path.is_file() and not path.is_symlink():
+                files[relative] = path.stat()
+        except FileNotFoundError:
+            continue
+    return files
 
 
 def ship_archive() -> int:
@@ -1138,12 +1149,15 @@ def ship_archive() -> int:
         mark = [stat.st_size, stat.st_mtime_ns]
         if shipped.get(relative, [None, None, None])[:2] == mark:
             continue
-        digest = sha256_of(repo / relative)
-        client.upload_file(str(repo / relative), bucket, prefix + relative,
-                           ExtraArgs={"ServerSideEncryption": "AES256", "Metadata": {"sha256": digest}})
+        try:
+            digest = sha256_of(repo / relative)
+            client.upload_file(str(repo / relative), bucket, prefix + relative,
+                               ExtraArgs={"ServerSideEncryption": "AES256", "Metadata": {"sha256": digest}})
+        except FileNotFoundError:   # expired or replaced since it was listed: the next pass sees what is there
+            continue
         shipped[relative] = [*mark, digest]
         changed += 1
-    for relative in sorted(set(shipped) - set(files)):   # expired by pgBackRest
+    for relative in sorted(set(shipped) - set(files) - {r for r in shipped if (repo / r).exists()}):   # expired
         client.delete_object(Bucket=bucket, Key=prefix + relative)
         del shipped[relative]
         changed += 1

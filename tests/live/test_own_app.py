@@ -10,21 +10,25 @@ state, a preview, the image history and every log, and egress switched off again
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from ops import rollback
+from tests.live import streams
 from tests.live.engine import EngineFailed
 from tests.live.loadgen import Load, stop_all
 from tests.live.support import remove_by_prefix, require_docker, show_figures
@@ -352,6 +356,92 @@ def test_5b_a_backend_only_app_rolls_back_to_r1s_image_and_config(stack, outside
     assert docker("inspect", "-f", "{{.Image}}", backend).strip() == stack.r1_image
     assert stack.get(f"/egress?url={outside.url}")["ok"] is True          # r1's config: egress on again
     assert stack.get("/release-runs")[-1] == "r1"                        # its release command ran again
+
+
+# Issue 22: the edge settings a real app needs (webstack:edge).
+EDGE = {"webstack:edge.maxBodyMb": 25, "webstack:edge.websocketPaths": ["/ws"],
+        "webstack:edge.streamingPaths": ["/events"], "webstack:edge.redirects": ["www.localhost"]}
+CLIENT_A, CLIENT_B = "203.0.113.7", "198.51.100.9"   # documentation addresses, as a proxy in front would name them
+
+
+def raw_tls(stack: AppStack, request: bytes) -> bytes:
+    """What the edge answers to bytes no HTTP client would send."""
+    with socket.create_connection(("127.0.0.1", stack.https_port), timeout=10) as raw:
+        with TLS.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(request)
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+            return answer
+
+
+def writes(stack: AppStack, client: str, count: int) -> list[int]:
+    """`count` note writes at once (10 at a time), as a trusted proxy in front of the edge forwards them for
+    `client`; their statuses."""
+    def write(i: int) -> int:
+        req = urllib.request.Request(stack.url + "/notes", data=f"from {client} #{i}".encode(), method="POST",
+                                     headers={"X-Forwarded-For": client})
+        try:
+            with urllib.request.urlopen(req, context=TLS, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        return list(pool.map(write, range(count)))
+
+
+def test_5c_uploads_websockets_event_streams_proxies_and_redirects_through_the_edge(stack):
+    """Issue 22, item 2: a 20 MB upload with the body limit raised; a WebSocket and an event stream that live
+    across a release and are closed by the old generation's goodbye, not cut; a forwarded client address believed
+    only from a trusted proxy (its rate limit and its log line then name the real client); www. redirected; the
+    edge's own error pages without "nginx"."""
+    stack.release("r6", **EDGE)
+    seen = stack.get("/request")
+    spoofed = urllib.request.Request(stack.url + "/request", headers={"X-Forwarded-For": CLIENT_A})
+    with urllib.request.urlopen(spoofed, context=TLS, timeout=10) as response:
+        untrusted = json.loads(response.read())
+    assert untrusted["forwardedFor"] == seen["forwardedFor"] != CLIENT_A, (seen, untrusted)   # not believed
+    proxy = seen["forwardedFor"]   # the address the edge sees the tests' connections come from
+
+    status, uploaded = streams.upload(stack.url + "/upload", 20 * 1000 * 1000, context=TLS, host="localhost")
+    assert (status, uploaded) == (200, {"bytes": 20_000_000, "sha256": streams.expected_sha256(20_000_000)})
+    status, refused = streams.upload(stack.url + "/upload", 26 * 1024 * 1024, context=TLS, host="localhost")
+    assert status == 413 and "nginx" not in str(refused).lower(), (status, refused)
+    bad = raw_tls(stack, b"BAD\r\n\r\n")   # no HTTP request line at all
+    assert bad.startswith(b"HTTP/1.1 400") and b"nginx" not in bad.lower(), bad[:500]
+
+    events = streams.EventStream(stack.url + "/events", context=TLS, host="localhost")
+    ws = streams.WebSocket(f"wss://127.0.0.1:{stack.https_port}/ws", context=TLS, host="localhost")
+    assert json.loads(ws.recv()[1])["hello"] == "r6"
+    ws.send("before the release")
+    assert ws.recv()[1] == "echo:before the release"
+    events.wait_for("tick", count=3)
+    stack.release("r7", **EDGE, **{"webstack:edge.trustedProxies": [proxy]})
+    # The old generation said goodbye on both before it stopped: nothing was cut.
+    assert events.wait_ended(timeout=60) == "clean" and json.loads(events.of("bye")[-1].data)["release"] == "r6"
+    assert ws.wait_end(timeout=60) in ("eof", "timeout") and (ws.close_code, ws.close_reason) == (1001, "release ends")
+    events.close()
+    fresh = streams.WebSocket(f"wss://127.0.0.1:{stack.https_port}/ws", context=TLS, host="localhost")
+    assert json.loads(fresh.recv()[1])["hello"] == "r7"
+    fresh.close()
+
+    # The proxy is trusted now: its X-Forwarded-For names the client, for the app, the rate limit and the log.
+    with urllib.request.urlopen(spoofed, context=TLS, timeout=10) as response:
+        assert json.loads(response.read())["forwardedFor"] == CLIENT_A
+    burst = writes(stack, CLIENT_A, 40)
+    other = writes(stack, CLIENT_B, 5)
+    assert 429 in burst and burst.count(201) >= 20 and other == [201] * 5, (burst, other)
+    edge = stack.engine.stack.outputs()["containers"].value["edge"]
+    assert f"{CLIENT_A} - " in docker("logs", "--tail", "200", edge), "the access log names the proxy, not the client"
+
+    moved = raw_tls(stack, b"GET /notes?x=1 HTTP/1.1\r\nHost: www.localhost\r\nConnection: close\r\n\r\n")
+    assert moved.startswith(b"HTTP/1.1 308"), moved[:300]
+    assert f"Location: https://localhost:{stack.https_port}/notes?x=1".encode() in moved, moved[:500]
+    assert b"nginx" not in moved.lower()
+    stack.figures["edge settings"] = (f"20 MB upload ok; 26 MiB refused with the edge's 413; WebSocket and event "
+                                      f"stream closed by r6's goodbye across the release; writes from one client "
+                                      f"{burst.count(201)} accepted / {burst.count(429)} limited, another's 5 accepted")
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,23 @@ class FirstSeen(threading.Thread):
             self.stopped.wait(0.1)
 
 
+def config_lines_except(text: str, keys: set[str]) -> list[str]:
+    """The stack file's lines, without the entries (a key's line and the lines indented below it) of `keys`."""
+    kept, skipping = [], False
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if indent == 2 and line.strip():
+            skipping = line.strip().split(":", 2)[0] + ":" + line.strip().split(":", 2)[1] in keys
+        if not (skipping and indent >= 2):
+            kept.append(line)
+    return kept
+
+
 def test_2_rollback_to_the_version_that_ran_r1_serves_r1s_exact_images_under_load(stack):
+    # The yardstick, side by side: a no-op `pulumi up` of the same stack on the same machine (issue 22, item 7).
+    noop = stack.up(**{"webstack:release": "r3"})
+    assert noop.changed == 0, noop.changes
+    before = stack.engine.stack_file.read_text()
     stack.write_code("r4-not-released")          # the working tree moved on: a rollback must not build it
     loads = stack.load()
     served = FirstSeen(stack, "release-marker r1")
@@ -107,6 +123,14 @@ def test_2_rollback_to_the_version_that_ran_r1_serves_r1s_exact_images_under_loa
     assert load.failed == 0, load.detail
     assert "release-marker r1" in stack.page()
     assert stack.image_ids() == stack.ids["r1"]
+    stack.figures["rollback against a no-op up"] = (f"the whole command {seconds:.1f}s, a no-op `pulumi up` "
+                                                    f"{noop.seconds:.1f}s: {seconds / noop.seconds:.2f}x")
+    assert seconds <= 2.5 * noop.seconds, stack.figures["rollback against a no-op up"]
+    # The stack file changed only where the versions differ: the release and the pinned images.
+    after = stack.engine.stack_file.read_text()
+    changed = {"webstack:release", "webstack:images"}
+    assert config_lines_except(after, changed) == config_lines_except(before, changed), (before, after)
+    assert "r1" in after and "pinned" in after
     up_seconds = float(re.search(r"the update took ([0-9.]+) s", result.stdout).group(1))
     assert served.at is not None
     stack.figures["rollback's update"] = (f"{up_seconds:.1f}s; r1 served {served.at - (ended - up_seconds):.1f}s "

@@ -240,3 +240,25 @@ def test_an_index_naming_a_path_outside_the_repository_is_refused(shipping):
     fake.objects[prefix + "index.hmac"] = tool.signature(body, b"k" * 48).encode()
     with pytest.raises(tool.Refused, match="no pgBackRest file"):
         tool.fetch_archive("webstack", "dev")
+
+
+def test_a_file_that_goes_away_mid_pass_and_temporary_files_do_not_stop_the_mirror(shipping, monkeypatch):
+    """pgBackRest writes each segment under a temporary name and renames it; expire removes files. A pass that met
+    either used to fail whole, and the index (what a lost host recovers from) stopped moving."""
+    tool, repo, fake = shipping
+    (repo / "archive/webstack/15-1/0000000100000000/000000010000000000000002-cd34.gz.pgbackrest.tmp").write_bytes(b"half")
+    gone = repo / "backup/webstack/backup.info"
+    real = tool.sha256_of
+
+    def vanishing(path):
+        if path == gone:
+            raise FileNotFoundError(path)
+        return real(path)
+
+    monkeypatch.setattr(tool, "sha256_of", vanishing)
+    assert tool.ship_archive() == 3
+    index = json.loads(fake.objects["webstack/webstack/dev/pgbackrest/index.json"])
+    assert "backup/webstack/backup.info" not in index["files"]
+    assert not [name for name in index["files"] if name.endswith(".tmp")]
+    monkeypatch.setattr(tool, "sha256_of", real)
+    assert tool.ship_archive() == 1   # the next pass sends what is there now
