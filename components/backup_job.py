@@ -64,7 +64,8 @@ def environment(settings: Settings, volumes: Sequence[str] = ()) -> dict[str, st
         "WEBSTACK_OFFSITE": json.dumps({"bucket": offsite.bucket, "prefix": offsite.prefix, "region": offsite.region,
                                         "endpoint": offsite.endpoint}, sort_keys=True) if offsite else "",
         **pgbackrest_environment(settings),
-        **({"PGBACKREST_REPO1_RETENTION_FULL": str(database.pitr.keepFull)} if database.pitr.enabled else {}),
+        **({"PGBACKREST_REPO1_RETENTION_FULL": str(database.pitr.keepFull),
+            "WEBSTACK_ARCHIVE_TIMEOUT": str(database.pitr.archiveTimeoutSeconds)} if database.pitr.enabled else {}),
     }
 
 

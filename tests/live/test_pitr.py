@@ -183,6 +183,10 @@ def test_4_after_losing_the_host_a_new_stack_recovers_from_the_bucket_within_a_m
     writer.stop()
     shipping = docker("exec", f"webstack-{STACK}-backup", "cat", "/tmp/webstack-backup-ship-status").stdout
     assert shipping == "ok", shipping
+    archiver = superuser("SELECT row_to_json(a) FROM pg_stat_archiver a")
+    db_log = docker("logs", "--tail", "30", DB, check=False).stderr[-3000:]
+    listing = docker("exec", DB, "sh", "-c", "ls -la /backups/pgbackrest/archive/webstack/*/ "
+                     "/backups/pgbackrest/archive/webstack/*/0000000100000000 | tail -15").stdout
     lost = [DB, f"webstack-{STACK}-backup"]
     docker("pause", *lost)
     try:
@@ -206,7 +210,7 @@ def test_4_after_losing_the_host_a_new_stack_recovers_from_the_bucket_within_a_m
                                       "WHERE payload LIKE '%memory change'") for db in per_db.split()
                  if db.startswith("appdb")}
         raise AssertionError((sorted(old_rows - new_rows), sorted(new_rows - old_rows), extra,
-                              restored.stderr[-4000:]))
+                              restored.stderr[-4000:], archiver, db_log, listing))
     lost_seconds = float(sql(f"SELECT extract(epoch FROM max(at) - '{newest_at}'::timestamptz) FROM drill"))
     lost_rows = sql(f"SELECT count(*) FROM drill WHERE id > {newest_id}")
     stack.figures["host loss"] = (f"recovered from the bucket in {seconds:.1f}s; writes lost: the last "

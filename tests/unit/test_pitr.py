@@ -262,3 +262,17 @@ def test_a_file_that_goes_away_mid_pass_and_temporary_files_do_not_stop_the_mirr
     assert not [name for name in index["files"] if name.endswith(".tmp")]
     monkeypatch.setattr(tool, "sha256_of", real)
     assert tool.ship_archive() == 1   # the next pass sends what is there now
+
+
+def test_the_schedule_finishes_a_written_segment_every_archive_timeout_and_leaves_an_idle_one(tool, monkeypatch):
+    monkeypatch.setenv("WEBSTACK_ARCHIVE_TIMEOUT", "30")
+    asked, now = [], [1000.0]
+    monkeypatch.setattr(tool.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(tool, "psql", lambda sql: asked.append(sql) or "0/3000000")
+    clock = tool.SegmentClock()
+    clock.tick()
+    now[0] += 10
+    clock.tick()                      # within the timeout: nothing asked
+    now[0] += 25
+    clock.tick()
+    assert len(asked) == 2 and "pg_switch_wal()" in asked[1] and "> E'0/3000000'::pg_lsn" in asked[1]
