@@ -14,7 +14,7 @@ from components.settings import Settings
 from components.settings_loader import ConfigError, load_settings
 from tests.program import run_program
 from tests.stack_config import PROJECT_DIR
-from tests.unit.test_backups import make_backup, tool  # noqa: F401 - the fixture
+from tests.unit.test_backups import FakeBucket, make_backup, tool  # noqa: F401 - the fixture
 
 PITR = {"webstack:database": {"pitr": {"enabled": True}}}
 
@@ -145,15 +145,11 @@ def test_to_time_needs_an_archive_and_before_release_this_stacks_own_volume(tool
 
 # --- the archive shipped offsite (a lost host) ---------------------------------------------------------------
 
-class ShippingBucket:
-    """The S3 calls the archive's mirror makes, over a dict of key -> bytes."""
-
-    class NoSuchKey(Exception):
-        pass
+class ShippingBucket(FakeBucket):
+    """FakeBucket with the calls the archive's mirror makes too."""
 
     def __init__(self):
-        self.objects: dict[str, bytes] = {}
-        self.exceptions = type("Exceptions", (), {"NoSuchKey": self.NoSuchKey})
+        super().__init__({})
 
     def upload_file(self, path, bucket, key, ExtraArgs):
         assert ExtraArgs["ServerSideEncryption"] == "AES256"
@@ -164,15 +160,6 @@ class ShippingBucket:
 
     def delete_object(self, Bucket, Key):
         del self.objects[Key]
-
-    def get_object(self, Bucket, Key):
-        if Key not in self.objects:
-            raise self.NoSuchKey(Key)
-        import io
-        return {"Body": io.BytesIO(self.objects[Key])}
-
-    def download_fileobj(self, bucket, key, handle):
-        handle.write(self.objects[key])
 
 
 @pytest.fixture
