@@ -714,6 +714,10 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
     volumes = volumes_in(manifest_of(volume_set)) if volume_set is not None else []
     chosen = {"volumeSet": volume_set.name.removeprefix(".incoming-") if volumes else None, "volumes": volumes}
     if volumes_only:
+        if repo is not None:
+            shutil.rmtree(repo, ignore_errors=True)
+        if backup is not None and from_s3:
+            keep_download(backup)
         return {"backup": (backup or volume_set or Path("-")).name.removeprefix(".incoming-"), **chosen}
     for stale in BACKUPS.glob(f"{PITR_SCRATCH}*"):   # left by a restore that was interrupted
         shutil.rmtree(stale, ignore_errors=True)
@@ -738,16 +742,21 @@ def restore_prepare(name: str | None, from_s3: bool, source: Path, source_stack:
         for scratch_dir in (work, repo):
             if scratch_dir is not None:
                 shutil.rmtree(scratch_dir, ignore_errors=True)
-    if backup is not None and from_s3:   # keep the downloaded backup beside the local ones: it is verified now
-        final = BACKUPS / backup.name.removeprefix(".incoming-")   # a BACKUP_NAME, checked by fetch()
-        if not final.exists():
-            os.rename(backup, final)
-        else:
-            shutil.rmtree(backup)
+    if backup is not None and from_s3:
+        keep_download(backup)
     if verify_only:
         psql(f"DROP DATABASE {quote_ident(scratch)}")
         log(f"verify mode: the scratch database {scratch} was checked and dropped; nothing else changed")
     return {**described, "scratch": scratch, "tables": counts, "verifyOnly": verify_only, **chosen}
+
+
+def keep_download(backup: Path) -> None:
+    """A backup downloaded from S3 (verified by now) joins the local ones, where a volume restore finds it."""
+    final = BACKUPS / backup.name.removeprefix(".incoming-")   # a BACKUP_NAME, checked by fetch()
+    if not final.exists():
+        os.rename(backup, final)
+    else:
+        shutil.rmtree(backup)
 
 
 def restore_into_scratch(dump_file: Path, database: str) -> tuple[str, dict[str, int]]:
