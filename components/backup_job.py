@@ -142,7 +142,9 @@ def run_args(settings: Settings, image: str, command: Sequence[str], *, volumes:
             "--memory-swap", f"{MEMORY_MB}m", "--pids-limit", str(PIDS_LIMIT), "--network", network(settings),
             "--label", f"webstack.stack={settings.stack}", "--label", "webstack.role=backup-job",
             "--log-driver", "json-file", "--log-opt", "max-size=10m", "--log-opt", "max-file=3",
-            "-v", f"{socket_volume(settings)}:{contract.SOCKET_DIR}",
+            # nocopy: a job started while the database is stopped (its socket gone, the volume empty) must never copy
+            # the image's directory over the volume (the socket's group is the backends' way in).
+            "-v", f"{socket_volume(settings)}:{contract.SOCKET_DIR}:nocopy",
             "-v", f"{backups_volume(settings)}:{BACKUPS_DIR}"]
     if settings.database.pitr.enabled:   # a base backup reads the data files
         args += ["-v", f"{data_volume(settings)}:{contract.PGDATA}:ro"]

@@ -26,9 +26,16 @@ check_name() {
 check_name WEBSTACK_DB_USER role
 check_name WEBSTACK_DB_NAME database
 
-# A socket volume created from an older image kept 2770; postgres owns the directory, so it can tighten it.
+# A socket volume created from an older image kept 2770; postgres owns the directory, so it can tighten it. Its
+# group must be dbsock, the backend's way in: a container created while the volume was empty (the database stopped
+# removes its socket) copied its own image's directory over it once (issue 21: postgres:postgres 2775 from the
+# backup image, and every backend got "Permission denied" until this was put right).
 SOCKET_DIR=/var/run/postgresql
-[ ! -d "$SOCKET_DIR" ] || chmod 2750 "$SOCKET_DIR"
+if [ -d "$SOCKET_DIR" ] && [ -O "$SOCKET_DIR" ]; then
+  chgrp dbsock "$SOCKET_DIR" && chmod 2750 "$SOCKET_DIR"
+elif [ -d "$SOCKET_DIR" ]; then
+  log "warning: $SOCKET_DIR belongs to uid $(stat -c %u "$SOCKET_DIR"), not postgres: the backends may not reach the socket"
+fi
 
 [ -f "$CONFIG" ] || fail "$CONFIG is missing; build the image with PG_CONF_B64, PG_HBA_B64 and PG_IDENT_B64"
 [ -d "$PGDATA" ] || fail "$PGDATA does not exist; mount the data volume there"

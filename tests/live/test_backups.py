@@ -247,7 +247,15 @@ def test_6b_a_stopped_database_fails_the_update_before_anything_changes(stack):
         time.sleep(2)
     # The backends' pools reconnect on their next request after the database restarted (a stale connection
     # answers one 503 first): the app serves again within seconds.
-    assert answers_within(stack, 30) and sql("SELECT count(*) FROM notes") != "0"
+    if not answers_within(stack, 30):
+        try:
+            urllib.request.urlopen(stack.url + "/api/readiness", context=TLS, timeout=10)
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")
+        backend = stack.containers("backend")
+        raise AssertionError((body, backend, [docker("logs", "--tail", "15", b, check=False).stderr for b in backend],
+                              docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout))
+    assert sql("SELECT count(*) FROM notes") != "0"
 
 
 def test_7_a_100_mb_database_is_backed_up_and_restored_within_two_minutes(stack):
