@@ -218,14 +218,16 @@ def quote_literal(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def psql(sql: str, database: str = "postgres", role: str = "postgres") -> str:
+def psql(sql: str, database: str = "postgres", role: str = "postgres", socket: str | None = None) -> str:
+    """socket: the stack's server by default (SOCKET); a recovered scratch server has its own (PITR_SOCKET)."""
     # search_path from the connection: a database owner (the app role) may have set one for its database that puts
     # its own functions before pg_catalog's; a client option outranks that setting.
-    done = subprocess.run(["psql", "-h", SOCKET, "-U", role, "-d", database, "-X", "-q", "-A", "-t",
+    done = subprocess.run(["psql", "-h", socket or SOCKET, "-U", role, "-d", database, "-X", "-q", "-A", "-t",
                            "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True,
                           env={**os.environ, "PGOPTIONS": "-c search_path=pg_catalog"})
     if done.returncode != 0:
-        raise Refused(f"psql on {database} as {role} failed: {done.stderr.strip()[-800:]}")
+        where = "" if socket is None else " of the recovered server"
+        raise Refused(f"psql on {database}{where} as {role} failed: {done.stderr.strip()[-800:]}")
     return done.stdout.strip()
 
 
@@ -1080,13 +1082,8 @@ def pitr_restore_dump(options: list[str], label: str, work: Path, repo: Path | N
     try:
         wait_recovered(server, server_log, label)
 
-        def query(sql: str, database: str = "postgres") -> str:
-            done = subprocess.run(["psql", "-h", str(PITR_SOCKET), "-U", "postgres", "-d", database, "-X", "-q",
-                                   "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql], capture_output=True, text=True,
-                                  env={**os.environ, "PGOPTIONS": "-c search_path=pg_catalog"})
-            if done.returncode != 0:
-                raise Refused(f"psql on the recovered server failed: {done.stderr.strip()[-500:]}")
-            return done.stdout.strip()
+        def query(sql: str) -> str:
+            return psql(sql, socket=str(PITR_SOCKET))
 
         if query("SELECT pg_is_in_recovery()") != "f":
             raise Refused(f"the recovered server is still in recovery: {label} was not reached")
